@@ -1,0 +1,54 @@
+//! The applet registry: the one sorted table that dispatch, `cni-multi --list`, `install.sh`
+//! and the docs read. Adding an applet is one `mod` line and one row.
+
+use crate::skel::Plugin;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// What a row runs.
+pub enum Run {
+    /// A CNI plugin, driven by skel.
+    Plugin(&'static dyn Plugin),
+    /// A command-line tool that parses its own arguments (argv without the applet name).
+    Tool(fn(&[OsString]) -> ExitCode),
+}
+
+/// One applet.
+pub struct Applet {
+    /// The exact name runtimes exec (the `type` in a network configuration).
+    pub name: &'static str,
+    /// One line for `--help`.
+    pub about: &'static str,
+    /// What it runs.
+    pub run: Run,
+}
+
+/// Every applet, sorted by name (a unit test keeps it so).
+pub static APPLETS: &[Applet] = &[];
+
+/// The applet with exactly this name.
+pub fn find(name: &str) -> Option<&'static Applet> {
+    APPLETS.binary_search_by(|a| a.name.cmp(name)).ok().map(|i| &APPLETS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_unique() {
+        for w in APPLETS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} must sort before {}", w[0].name, w[1].name);
+        }
+    }
+
+    #[test]
+    fn every_row_is_found_by_its_exact_name() {
+        for a in APPLETS {
+            assert!(std::ptr::eq(find(a.name).unwrap(), a));
+            assert!(find(&a.name.to_uppercase()).is_none() || a.name.to_uppercase() == a.name);
+            assert!(!a.about.is_empty(), "{} needs an about line", a.name);
+        }
+        assert!(find("no-such-applet").is_none());
+    }
+}

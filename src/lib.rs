@@ -1,0 +1,15 @@
+//! cni-multi: the CNI reference plugins and the runtime tool in one busybox-style executable.
+//!
+//! The protocol lives in [`skel`]; kernel access in [`netns`], [`netlink`] and [`sysctl`];
+//! the applets (one per reference plugin) in `applets/`, registered in one sorted table.
+
+pub mod dispatch;
+pub mod error;
+pub mod netlink;
+pub mod netns;
+pub mod skel;
+pub mod sysctl;
+pub mod types;
+
+#[path = "../applets/mod.rs"]
+pub mod applets;

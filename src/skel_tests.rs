@@ -1,0 +1,1 @@
+//! In-process tests of the protocol: every verb and every error path on in-memory IO.

@@ -1,0 +1,1 @@
+//! sysctl reads and writes under `/proc/sys`, per netns.
