@@ -95,7 +95,8 @@ pub fn code_of(err: &anyhow::Error) -> u32 {
 /// (`{:#}`) as the message unless the top of the chain is itself the `CniError`, whose message
 /// and details are then used as they are.
 pub fn to_wire(err: &anyhow::Error) -> CniError {
-    if let Some(top) = err.downcast_ref::<CniError>() {
+    // `downcast_ref` would look through context; only an undecorated CniError is used whole.
+    if let Some(top) = err.chain().next().and_then(|e| e.downcast_ref::<CniError>()) {
         return top.clone();
     }
     let code = code_of(err);

@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 
 /// `f_type` of nsfs, the filesystem behind `/proc/*/ns/*` and bind-mounted namespaces.
 const NSFS_MAGIC: i64 = 0x6e73_6673;
-/// Older kernels showed namespace files on procfs.
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// Why a netns could not be opened.
 #[derive(Debug)]
@@ -67,7 +65,7 @@ impl Netns {
             .map_err(|e| NetnsError::Io(path.clone(), e.into()))?
             .filesystem_type()
             .0 as i64;
-        if fs_type != NSFS_MAGIC && fs_type != PROC_SUPER_MAGIC {
+        if fs_type != NSFS_MAGIC {
             return Err(NetnsError::NotNetns(path));
         }
         Ok(Netns { fd: file.into(), path })
