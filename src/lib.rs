@@ -11,5 +11,8 @@ pub mod skel;
 pub mod sysctl;
 pub mod types;
 
+#[cfg(test)]
+pub mod testutil;
+
 #[path = "../applets/mod.rs"]
 pub mod applets;
