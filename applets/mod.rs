@@ -28,7 +28,10 @@ pub static APPLETS: &[Applet] = &[];
 
 /// The applet with exactly this name.
 pub fn find(name: &str) -> Option<&'static Applet> {
-    APPLETS.binary_search_by(|a| a.name.cmp(name)).ok().map(|i| &APPLETS[i])
+    APPLETS
+        .binary_search_by(|a| a.name.cmp(name))
+        .ok()
+        .map(|i| &APPLETS[i])
 }
 
 #[cfg(test)]
@@ -38,7 +41,12 @@ mod tests {
     #[test]
     fn table_is_sorted_and_unique() {
         for w in APPLETS.windows(2) {
-            assert!(w[0].name < w[1].name, "{} must sort before {}", w[0].name, w[1].name);
+            assert!(
+                w[0].name < w[1].name,
+                "{} must sort before {}",
+                w[0].name,
+                w[1].name
+            );
         }
     }
 

@@ -46,7 +46,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         "--version" | "-V" => {
-            println!("{SELF_NAME} {} (CNI spec {})", env!("CARGO_PKG_VERSION"), crate::types::version::CURRENT);
+            println!(
+                "{SELF_NAME} {} (CNI spec {})",
+                env!("CARGO_PKG_VERSION"),
+                crate::types::version::CURRENT
+            );
             ExitCode::SUCCESS
         }
         "--help" | "-h" | "help" => {
@@ -77,7 +81,10 @@ pub fn help_text() -> String {
 }
 
 fn base_name(arg0: &OsStr) -> String {
-    Path::new(arg0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Runs a row: plugins through skel with the real process environment and stdio.
@@ -102,8 +109,15 @@ fn run_applet(applet: &Applet, args: &[OsString]) -> ExitCode {
 fn unknown(name: &str) -> ExitCode {
     eprintln!("{SELF_NAME}: no applet named {name:?}; '{SELF_NAME} --list' shows them");
     if std::env::var_os("CNI_COMMAND").is_some() {
-        let err = CniError::new(code::INTERNAL, format!("{SELF_NAME} has no applet named {name:?}"));
-        let _ = skel::write_json(&mut std::io::stdout(), &skel::error_json(&err, crate::types::version::CURRENT), true);
+        let err = CniError::new(
+            code::INTERNAL,
+            format!("{SELF_NAME} has no applet named {name:?}"),
+        );
+        let _ = skel::write_json(
+            &mut std::io::stdout(),
+            &skel::error_json(&err, crate::types::version::CURRENT),
+            true,
+        );
     }
     ExitCode::from(EXIT_UNKNOWN)
 }

@@ -49,7 +49,11 @@ pub struct CniError {
 impl CniError {
     /// An error with a code and a message, no details.
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        CniError { code, msg: msg.into(), details: String::new() }
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     /// Adds details.
@@ -96,7 +100,11 @@ pub fn code_of(err: &anyhow::Error) -> u32 {
 /// and details are then used as they are.
 pub fn to_wire(err: &anyhow::Error) -> CniError {
     // `downcast_ref` would look through context; only an undecorated CniError is used whole.
-    if let Some(top) = err.chain().next().and_then(|e| e.downcast_ref::<CniError>()) {
+    if let Some(top) = err
+        .chain()
+        .next()
+        .and_then(|e| e.downcast_ref::<CniError>())
+    {
         return top.clone();
     }
     let code = code_of(err);
@@ -138,7 +146,12 @@ impl ErrorList {
             1 => Err(self.0.into_iter().next().expect("one error")),
             n => {
                 let code = code_of(&self.0[0]);
-                let msg = self.0.iter().map(|e| format!("{e:#}")).collect::<Vec<_>>().join("; ");
+                let msg = self
+                    .0
+                    .iter()
+                    .map(|e| format!("{e:#}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 Err(CniError::new(code, format!("{n} errors: {msg}")).into())
             }
         }
@@ -168,7 +181,9 @@ mod tests {
 
     #[test]
     fn top_level_cni_error_kept_whole() {
-        let e: anyhow::Error = CniError::new(1, "incompatible CNI versions").with_details("x").into();
+        let e: anyhow::Error = CniError::new(1, "incompatible CNI versions")
+            .with_details("x")
+            .into();
         assert_eq!(to_wire(&e).details, "x");
     }
 

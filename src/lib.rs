@@ -5,8 +5,10 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod exec;
 pub mod netlink;
 pub mod netns;
+pub mod rollback;
 pub mod skel;
 pub mod sysctl;
 pub mod types;

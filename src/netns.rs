@@ -58,7 +58,9 @@ impl Netns {
         let path = path.as_ref().to_path_buf();
         let file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(NetnsError::Missing(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NetnsError::Missing(path));
+            }
             Err(e) => return Err(NetnsError::Io(path, e)),
         };
         let fs_type = nix::sys::statfs::fstatfs(&file)
@@ -68,7 +70,10 @@ impl Netns {
         if fs_type != NSFS_MAGIC {
             return Err(NetnsError::NotNetns(path));
         }
-        Ok(Netns { fd: file.into(), path })
+        Ok(Netns {
+            fd: file.into(),
+            path,
+        })
     }
 
     /// The netns of the calling thread (not of the process: after a switch they differ).
@@ -123,7 +128,10 @@ struct RestoreGuard(Netns);
 impl Drop for RestoreGuard {
     fn drop(&mut self) {
         if let Err(e) = setns(&self.0.fd, CloneFlags::CLONE_NEWNET) {
-            eprintln!("fatal: cannot return to netns {}: {e}", self.0.path.display());
+            eprintln!(
+                "fatal: cannot return to netns {}: {e}",
+                self.0.path.display()
+            );
             std::process::abort();
         }
     }

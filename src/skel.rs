@@ -81,7 +81,9 @@ impl Command {
     /// `CNI_PATH` is optional.
     fn required_env(self) -> &'static [&'static str] {
         match self {
-            Command::Add | Command::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
+            Command::Add | Command::Check => {
+                &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"]
+            }
             Command::Del => &["CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"],
             Command::Gc => &["CNI_PATH"],
             Command::Status | Command::Version => &[],
@@ -116,13 +118,19 @@ impl CmdArgs {
     /// Decodes the configuration into an applet's config struct. A failure is code 7 and
     /// names the field that did not fit.
     pub fn config<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
-        serde_json::from_slice(&self.stdin)
-            .map_err(|e| CniError::new(code::INVALID_CONFIG, format!("invalid network configuration: {e}")).into())
+        serde_json::from_slice(&self.stdin).map_err(|e| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                format!("invalid network configuration: {e}"),
+            )
+            .into()
+        })
     }
 
     /// Opens `CNI_NETNS`; any failure is an error naming the path.
     pub fn open_netns(&self) -> anyhow::Result<Netns> {
-        Netns::open(&self.netns).map_err(|e| CniError::new(code::INVALID_ENV, format!("CNI_NETNS: {e}")).into())
+        Netns::open(&self.netns)
+            .map_err(|e| CniError::new(code::INVALID_ENV, format!("CNI_NETNS: {e}")).into())
     }
 
     /// Opens `CNI_NETNS` for DEL: `None` when it is empty or already gone.
@@ -166,7 +174,11 @@ pub trait Plugin: Sync {
 /// Runs one protocol call of `plugin` (named `name` in the about text) and returns the exit
 /// code: 0 on success, 1 with error JSON on stdout otherwise.
 pub fn run(name: &str, plugin: &dyn Plugin, env: &Env, io: Io<'_>) -> u8 {
-    let Io { stdin, stdout, stderr } = io;
+    let Io {
+        stdin,
+        stdout,
+        stderr,
+    } = io;
     let cmd = env.get("CNI_COMMAND").map(String::as_str).unwrap_or("");
     if cmd.is_empty() {
         let _ = writeln!(
@@ -178,7 +190,9 @@ pub fn run(name: &str, plugin: &dyn Plugin, env: &Env, io: Io<'_>) -> u8 {
         return 0;
     }
     let mut version_seen = String::new();
-    let outcome = catch_unwind(AssertUnwindSafe(|| call(plugin, env, stdin, stdout, &mut version_seen)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        call(plugin, env, stdin, stdout, &mut version_seen)
+    }));
     let err = match outcome {
         Ok(Ok(())) => return 0,
         Ok(Err(e)) => to_wire(&e),
@@ -188,11 +202,18 @@ pub fn run(name: &str, plugin: &dyn Plugin, env: &Env, io: Io<'_>) -> u8 {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            CniError::new(code::INTERNAL, format!("internal error: {name} panicked: {what}"))
+            CniError::new(
+                code::INTERNAL,
+                format!("internal error: {name} panicked: {what}"),
+            )
         }
     };
     let _ = writeln!(stderr, "{name}: {err}");
-    let wire_version = if version_seen.is_empty() { version::CURRENT } else { &version_seen };
+    let wire_version = if version_seen.is_empty() {
+        version::CURRENT
+    } else {
+        &version_seen
+    };
     let _ = write_json(stdout, &error_json(&err, wire_version), true);
     1
 }
@@ -230,8 +251,9 @@ fn call(
     version_seen: &mut String,
 ) -> anyhow::Result<()> {
     let raw_cmd = env.get("CNI_COMMAND").map(String::as_str).unwrap_or("");
-    let command = Command::parse(raw_cmd)
-        .ok_or_else(|| CniError::new(code::INVALID_ENV, format!("unknown CNI_COMMAND: {raw_cmd}")))?;
+    let command = Command::parse(raw_cmd).ok_or_else(|| {
+        CniError::new(code::INVALID_ENV, format!("unknown CNI_COMMAND: {raw_cmd}"))
+    })?;
     if command == Command::Version {
         let info = serde_json::json!({"cniVersion": version::CURRENT, "supportedVersions": plugin.versions()});
         write_json(stdout, &info, false).context("writing VERSION")?;
@@ -268,10 +290,18 @@ fn effective_version(v: &str) -> &str {
 /// Checks the env for `command` and reads the configuration from stdin.
 fn read_args(command: Command, env: &Env, stdin: &mut dyn Read) -> anyhow::Result<CmdArgs> {
     let get = |k: &str| env.get(k).cloned().unwrap_or_default();
-    let missing: Vec<&str> = command.required_env().iter().copied().filter(|k| get(k).is_empty()).collect();
+    let missing: Vec<&str> = command
+        .required_env()
+        .iter()
+        .copied()
+        .filter(|k| get(k).is_empty())
+        .collect();
     // An empty container ID is code 3 in the reference, not a missing variable.
     let missing_id = missing.contains(&"CNI_CONTAINERID");
-    let missing: Vec<&str> = missing.into_iter().filter(|k| *k != "CNI_CONTAINERID").collect();
+    let missing: Vec<&str> = missing
+        .into_iter()
+        .filter(|k| *k != "CNI_CONTAINERID")
+        .collect();
     if !missing.is_empty() {
         return Err(CniError::new(
             code::INVALID_ENV,
@@ -282,13 +312,21 @@ fn read_args(command: Command, env: &Env, stdin: &mut dyn Read) -> anyhow::Resul
     let per_attachment = matches!(command, Command::Add | Command::Del | Command::Check);
     if per_attachment {
         if missing_id {
-            return Err(CniError::new(code::UNKNOWN_CONTAINER, "missing containerID (CNI_CONTAINERID)").into());
+            return Err(CniError::new(
+                code::UNKNOWN_CONTAINER,
+                "missing containerID (CNI_CONTAINERID)",
+            )
+            .into());
         }
         validate_container_id(&get("CNI_CONTAINERID"))?;
         validate_ifname(&get("CNI_IFNAME"))?;
     }
     let args = CniArgs::parse(&get("CNI_ARGS"))?;
-    let path = get("CNI_PATH").split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+    let path = get("CNI_PATH")
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect();
     let mut data = Vec::new();
     stdin
         .read_to_end(&mut data)
@@ -296,9 +334,21 @@ fn read_args(command: Command, env: &Env, stdin: &mut dyn Read) -> anyhow::Resul
     let version = parse_config_head(&data)?;
     Ok(CmdArgs {
         command,
-        container_id: if per_attachment { get("CNI_CONTAINERID") } else { String::new() },
-        netns: if per_attachment { get("CNI_NETNS") } else { String::new() },
-        ifname: if per_attachment { get("CNI_IFNAME") } else { String::new() },
+        container_id: if per_attachment {
+            get("CNI_CONTAINERID")
+        } else {
+            String::new()
+        },
+        netns: if per_attachment {
+            get("CNI_NETNS")
+        } else {
+            String::new()
+        },
+        ifname: if per_attachment {
+            get("CNI_IFNAME")
+        } else {
+            String::new()
+        },
         args,
         path,
         stdin: data,
@@ -309,13 +359,25 @@ fn read_args(command: Command, env: &Env, stdin: &mut dyn Read) -> anyhow::Resul
 
 /// Checks that stdin is a JSON object with a valid `name`; returns its `cniVersion`.
 fn parse_config_head(data: &[u8]) -> anyhow::Result<String> {
-    let v: serde_json::Value = serde_json::from_slice(data)
-        .map_err(|e| CniError::new(code::DECODING_FAILURE, format!("network configuration is not JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(data).map_err(|e| {
+        CniError::new(
+            code::DECODING_FAILURE,
+            format!("network configuration is not JSON: {e}"),
+        )
+    })?;
     if !v.is_object() {
-        return Err(CniError::new(code::DECODING_FAILURE, "network configuration is not a JSON object").into());
+        return Err(CniError::new(
+            code::DECODING_FAILURE,
+            "network configuration is not a JSON object",
+        )
+        .into());
     }
-    let head: NetConf = serde_json::from_value(v)
-        .map_err(|e| CniError::new(code::INVALID_CONFIG, format!("invalid network configuration: {e}")))?;
+    let head: NetConf = serde_json::from_value(v).map_err(|e| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            format!("invalid network configuration: {e}"),
+        )
+    })?;
     validate_network_name(&head.name)?;
     Ok(head.cni_version)
 }
@@ -325,9 +387,15 @@ fn gate_version(plugin: &dyn Plugin, command: Command, raw: &str) -> anyhow::Res
     let v = Version::parse(raw)?;
     let supported = plugin.versions();
     if !supported.contains(&effective_version(raw)) {
-        return Err(CniError::new(code::INCOMPATIBLE_VERSION, "incompatible CNI versions")
-            .with_details(format!("config is {:?}, plugin supports {:?}", effective_version(raw), supported))
-            .into());
+        return Err(
+            CniError::new(code::INCOMPATIBLE_VERSION, "incompatible CNI versions")
+                .with_details(format!(
+                    "config is {:?}, plugin supports {:?}",
+                    effective_version(raw),
+                    supported
+                ))
+                .into(),
+        );
     }
     let needed = match command {
         Command::Check => Some(Version::V0_4_0),
@@ -339,7 +407,11 @@ fn gate_version(plugin: &dyn Plugin, command: Command, raw: &str) -> anyhow::Res
     {
         return Err(CniError::new(
             code::INCOMPATIBLE_VERSION,
-            format!("config version {} does not allow {} (needs >= {min})", effective_version(raw), command.as_str()),
+            format!(
+                "config version {} does not allow {} (needs >= {min})",
+                effective_version(raw),
+                command.as_str()
+            ),
         )
         .into());
     }
@@ -383,7 +455,11 @@ fn validate_container_id(id: &str) -> anyhow::Result<()> {
 /// white space.
 pub fn validate_ifname(name: &str) -> anyhow::Result<()> {
     let bad = |why: &str| -> anyhow::Result<()> {
-        Err(CniError::new(code::INVALID_ENV, format!("invalid interface name {name:?}: {why}")).into())
+        Err(CniError::new(
+            code::INVALID_ENV,
+            format!("invalid interface name {name:?}: {why}"),
+        )
+        .into())
     };
     if name.is_empty() {
         return bad("empty");
@@ -394,7 +470,10 @@ pub fn validate_ifname(name: &str) -> anyhow::Result<()> {
     if name == "." || name == ".." {
         return bad("not allowed");
     }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         return bad("contains '/', ':' or white space");
     }
     Ok(())

@@ -32,7 +32,9 @@ mod tests {
 
     #[test]
     fn fresh_netns_is_not_the_process_netns() {
-        let Some(ns) = fresh_netns("fresh_netns_is_not_the_process_netns") else { return };
+        let Some(ns) = fresh_netns("fresh_netns_is_not_the_process_netns") else {
+            return;
+        };
         let process = Netns::open("/proc/self/ns/net").unwrap();
         assert!(!ns.same_as(&process));
         let other = another_netns();

@@ -15,7 +15,9 @@ impl CniArgs {
         for item in raw.split(';').filter(|s| !s.is_empty()) {
             let mut kv = item.splitn(3, '=');
             match (kv.next(), kv.next(), kv.next()) {
-                (Some(k), Some(v), None) if !k.is_empty() => pairs.push((k.to_string(), v.to_string())),
+                (Some(k), Some(v), None) if !k.is_empty() => {
+                    pairs.push((k.to_string(), v.to_string()))
+                }
                 _ => {
                     return Err(CniError::new(
                         code::INVALID_ENV,
@@ -29,12 +31,20 @@ impl CniArgs {
 
     /// The last value given for `key` (case-sensitive, as the reference), if any.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Back to the `K=V;K=V` wire form.
     pub fn to_env(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
     }
 }
 

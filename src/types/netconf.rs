@@ -43,7 +43,11 @@ pub struct NetConf {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub runtime_config: Map<String, Value>,
     /// GC (1.1.0): the attachments still in use; everything else may be cleaned up.
-    #[serde(default, rename = "cni.dev/valid-attachments", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "cni.dev/valid-attachments",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub valid_attachments: Option<Vec<Attachment>>,
 }
 
@@ -92,7 +96,11 @@ impl NetConf {
 
     /// `args.cni.<key>` decoded into `T`; `None` when absent.
     pub fn cni_arg<T: serde::de::DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
-        let v = self.args.as_ref().and_then(|a| a.get("cni")).and_then(|c| c.get(key));
+        let v = self
+            .args
+            .as_ref()
+            .and_then(|a| a.get("cni"))
+            .and_then(|c| c.get(key));
         match v {
             None | Some(Value::Null) => Ok(None),
             Some(v) => serde_json::from_value(v.clone())
@@ -153,8 +161,14 @@ mod tests {
         assert_eq!(c.plugin_type, "bridge");
         assert_eq!(c.ipam.as_ref().unwrap().plugin_type, "host-local");
         assert_eq!(c.ipam.as_ref().unwrap().rest["subnet"], "10.1.0.0/16");
-        assert_eq!(c.runtime::<String>("mac").unwrap().unwrap(), "c2:11:22:33:44:55");
-        assert_eq!(c.cni_arg::<Vec<String>>("ips").unwrap().unwrap(), vec!["10.1.0.9"]);
+        assert_eq!(
+            c.runtime::<String>("mac").unwrap().unwrap(),
+            "c2:11:22:33:44:55"
+        );
+        assert_eq!(
+            c.cni_arg::<Vec<String>>("ips").unwrap().unwrap(),
+            vec!["10.1.0.9"]
+        );
         assert!(c.capabilities["portMappings"]);
         assert_eq!(c.dns.nameservers, vec!["10.1.0.1"]);
     }

@@ -5,7 +5,9 @@ use crate::error::{CniError, code};
 use std::fmt;
 
 /// Every spec version this implementation speaks, oldest first (`version.All` in the reference).
-pub const ALL: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const ALL: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 /// The newest spec version; VERSION answers with it.
 pub const CURRENT: &str = "1.1.0";
@@ -25,9 +27,7 @@ impl Version {
         if s.is_empty() {
             return Ok(Version(0, 1, 0));
         }
-        let bad = || {
-            CniError::new(code::DECODING_FAILURE, format!("invalid version {s:?}"))
-        };
+        let bad = || CniError::new(code::DECODING_FAILURE, format!("invalid version {s:?}"));
         let parts: Vec<&str> = s.split('.').collect();
         if parts.len() > 3 {
             return Err(bad());
