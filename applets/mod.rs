@@ -59,4 +59,37 @@ mod tests {
         }
         assert!(find("no-such-applet").is_none());
     }
+
+    /// The README's applet table is generated from this table: `make readme` rewrites it.
+    #[test]
+    fn readme_lists_exactly_the_applets() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme
+            .find(README_BEGIN)
+            .expect("README has the applets:begin marker");
+        let end = readme
+            .find(README_END)
+            .expect("README has the applets:end marker");
+        assert_eq!(
+            &readme[start..end + README_END.len()],
+            readme_table(),
+            "README.md's applet table is stale: run `make readme`"
+        );
+    }
+}
+
+/// Marker lines around the generated applet table in README.md.
+pub const README_BEGIN: &str = "<!-- applets:begin -->";
+/// See [`README_BEGIN`].
+pub const README_END: &str = "<!-- applets:end -->";
+
+/// The README's applet table, markers included.
+pub fn readme_table() -> String {
+    let mut s = format!("{README_BEGIN}\n| applet | what it does |\n|---|---|\n");
+    for a in APPLETS {
+        s.push_str(&format!("| `{}` | {} |\n", a.name, a.about));
+    }
+    s.push_str(README_END);
+    s
 }

@@ -53,6 +53,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        // Used by `make readme` to regenerate README.md's applet table.
+        "--applet-table" => {
+            println!("{}", applets::readme_table());
+            ExitCode::SUCCESS
+        }
         "--help" | "-h" | "help" => {
             print!("{}", help_text());
             ExitCode::SUCCESS
