@@ -1,11 +1,26 @@
 //! The canonical Result (the 1.1.0 model) and its codecs for every spec version family:
 //! 0.1.0/0.2.0 (`ip4`/`ip6`), 0.3.x/0.4.0 (ips with `version`), 1.0.0/1.1.0.
-//! Conversions follow `pkg/types` (FEATURES.md 1.9, 1.10).
+//! Conversions follow `pkg/types` (FEATURES.md 1.9, 1.10): decoding converts up to this model
+//! as `convertFrom02x`/`convertFrom04x` do, encoding converts down as `convertTo04x` and
+//! `convertTo02x` do, and the output bytes match the reference's `PrintResult`.
+//!
+//! Deliberate differences, all on inconsistent input: an ips entry's `version` is recomputed
+//! from its address (the reference trusts the field when converting down to 0.2.0); a legacy
+//! route's 1.1 fields are dropped even when re-encoding as the same version; an IP-less result
+//! cannot be encoded as 0.1.0/0.2.0 even when it was decoded from that version.
+
+mod decode;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::net::IpAddr;
+
+use super::version::{self, Version};
+use anyhow::bail;
 
 /// A success result in the 1.1.0 model; every older layout converts to and from it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -117,17 +132,74 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
+impl Route {
+    /// A route with only a destination and an optional next hop.
+    pub fn new(dst: IpNet, gw: Option<IpAddr>) -> Route {
+        Route {
+            dst,
+            gw,
+            mtu: 0,
+            advmss: 0,
+            priority: 0,
+            table: None,
+            scope: None,
+        }
+    }
+}
+
+/// A result in one version's wire layout, ready to serialize with the key order the reference
+/// prints (give it to `skel::write_json` with `pretty` for the exact `PrintResult` bytes).
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Encoded(wire::Wire);
+
+/// The version the canonical model is converted from, for error messages.
+const MODEL_VERSION: &str = version::CURRENT;
+
 impl CniResult {
     /// Decodes a result written in any spec version. The version is the JSON's own
-    /// `cniVersion`, or `default_version` when it has none (`""` means 0.1.0).
+    /// `cniVersion`, or `default_version` when it has none or an empty one (`""` means 0.1.0).
+    /// `null` reads as an empty result.
     pub fn decode(json: &Value, default_version: &str) -> anyhow::Result<CniResult> {
-        let _ = (json, default_version);
-        anyhow::bail!("result decoding is not built yet")
+        let empty = Map::new();
+        let m = match json {
+            Value::Null => &empty,
+            Value::Object(m) => m,
+            _ => bail!("result: expected a JSON object"),
+        };
+        let own = match m.get("cniVersion") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => bail!("cniVersion: expected a string"),
+        };
+        let chosen = [own, default_version]
+            .into_iter()
+            .find(|v| !v.is_empty())
+            .unwrap_or("0.1.0");
+        if !version::is_known(chosen) {
+            bail!("unsupported CNI result version {chosen:?}");
+        }
+        decode::decode(m, Version::parse(chosen)?.family())
     }
 
-    /// Encodes this result in the layout of `version`, with `cniVersion` set to it.
-    pub fn encode(&self, version: &str) -> anyhow::Result<Value> {
-        let _ = version;
-        anyhow::bail!("result encoding is not built yet")
+    /// Encodes this result in the layout of `version` (`""` means 0.1.0), with `cniVersion`
+    /// set to it. Fails for an unknown version, or for 0.1.0/0.2.0 when there is no address.
+    pub fn encode(&self, version: &str) -> anyhow::Result<Encoded> {
+        let target = if version.is_empty() { "0.1.0" } else { version };
+        if !version::is_known(target) {
+            bail!("no converter for CNI result version {MODEL_VERSION} to {target}");
+        }
+        let wire = match Version::parse(target)?.family() {
+            version::Family::V02 => wire::legacy(self, target)?,
+            version::Family::V04 => wire::v04(self, target),
+            version::Family::V1 => wire::v1(self, target),
+        };
+        Ok(Encoded(wire))
+    }
+
+    /// [`encode`](Self::encode) as a `Value`, e.g. to embed as a `prevResult`. A `Value` map
+    /// sorts its keys, so print [`Encoded`] instead where byte order matters.
+    pub fn to_value(&self, version: &str) -> anyhow::Result<Value> {
+        Ok(serde_json::to_value(self.encode(version)?)?)
     }
 }
