@@ -1,0 +1,47 @@
+# cni-multi: every entry point a developer or CI needs. `make test` is THE test command (README,
+# .ci/run); it needs root because the e2e tests make network namespaces (never touching the
+# machine's own: see .cargo/config.toml and tests/e2e/support).
+
+CARGO  ?= cargo
+PREFIX ?= /opt/cni/bin
+# crt-static only with an explicit --target: without one, RUSTFLAGS would also reach the host's
+# proc-macro crates and the build fails (DEPS.md section 5). Hence not in .cargo/config.toml.
+STATIC_TARGET ?= x86_64-unknown-linux-gnu
+
+.PHONY: all build release static test lint bench install uninstall demo clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+static:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --target $(STATIC_TARGET)
+	@echo "static binary: target/$(STATIC_TARGET)/release/cni-multi"
+
+test:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make test must run as root: the e2e tests create network namespaces" >&2; exit 1; fi
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench:
+	./bench/run.sh
+
+install: release
+	./install.sh --prefix $(PREFIX)
+
+uninstall:
+	./install.sh --prefix $(PREFIX) --uninstall
+
+demo: install
+	CNI_PATH=$(PREFIX) ./demo/run.sh
+
+clean:
+	$(CARGO) clean
