@@ -8,7 +8,7 @@ PREFIX ?= /opt/cni/bin
 # proc-macro crates and the build fails (DEPS.md section 5). Hence not in .cargo/config.toml.
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
 
-.PHONY: all build release static test lint bench install uninstall demo clean
+.PHONY: all build release static test lint bench install uninstall demo readme clean
 
 all: build
 
@@ -42,6 +42,13 @@ uninstall:
 
 demo: install
 	CNI_PATH=$(PREFIX) ./demo/run.sh
+
+# Regenerates README.md's applet table from the APPLETS table (a unit test checks they agree).
+readme: build
+	@table=$$(./target/debug/cni-multi --applet-table) && \
+	  awk -v table="$$table" '/<!-- applets:begin -->/{print table; skip=1} \
+	    /<!-- applets:end -->/{skip=0; next} !skip' README.md > README.md.new && \
+	  mv README.md.new README.md
 
 clean:
 	$(CARGO) clean
