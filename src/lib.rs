@@ -5,6 +5,7 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod skel;
