@@ -1,6 +1,9 @@
 //! The applet registry: the one sorted table that dispatch, `cni-multi --list`, `install.sh`
 //! and the docs read. Adding an applet is one `mod` line and one row.
 
+mod host_local;
+mod static_ipam;
+
 use crate::skel::Plugin;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -24,7 +27,18 @@ pub struct Applet {
 }
 
 /// Every applet, sorted by name (a unit test keeps it so).
-pub static APPLETS: &[Applet] = &[];
+pub static APPLETS: &[Applet] = &[
+    Applet {
+        name: "host-local",
+        about: "IPAM: allocates addresses from local ranges, reservations kept as files",
+        run: Run::Plugin(&host_local::HostLocal),
+    },
+    Applet {
+        name: "static",
+        about: "IPAM: returns fixed addresses, routes and DNS from the config",
+        run: Run::Plugin(&static_ipam::Static),
+    },
+];
 
 /// The applet with exactly this name.
 pub fn find(name: &str) -> Option<&'static Applet> {

@@ -1,0 +1,154 @@
+//! `host-local` IPAM: allocates one address per range set from ranges in the config and
+//! records each reservation as a file under `dataDir`, compatible with the reference's
+//! `plugins/ipam/host-local` (FEATURES.md 6.10). Run with the full network config of the
+//! plugin that delegates to it (FEATURES.md 1.7). Beyond the reference: GC releases every
+//! reservation not in `cni.dev/valid-attachments`, STATUS reports an exhausted range set with
+//! code 50 (USER-ASKS rows 2, 3), CHECK also compares the reservations with `prevResult`, and a
+//! repeated ADD returns the addresses already held.
+
+use crate::error::{CniError, bad_config, code};
+use crate::ipam::allocator::{allocate, free_addresses, release, release_all_but};
+use crate::ipam::config::{HostLocalConfig, read_resolv_conf};
+use crate::ipam::{DiskStore, RangeSet, Store};
+use crate::skel::{CmdArgs, Plugin};
+use crate::types::{CniResult, Dns, NetConf};
+use serde::Deserialize;
+use std::net::IpAddr;
+
+/// The host-local applet.
+pub struct HostLocal;
+
+/// host-local reads the plugin-level config; its own keys live in `ipam`.
+#[derive(Debug, Deserialize)]
+struct Conf {
+    #[serde(flatten)]
+    net: NetConf,
+}
+
+impl Plugin for HostLocal {
+    fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
+        let (conf, _) = load(args)?;
+        let requested = conf.requests_per_set()?;
+        let dns = match &conf.resolv_conf {
+            Some(path) => read_resolv_conf(path)?,
+            None => Dns::default(),
+        };
+        let mut store = DiskStore::open(&conf.data_dir, &conf.name)?;
+        let ips = allocate(
+            &mut store,
+            &conf.range_sets,
+            &args.container_id,
+            &args.ifname,
+            &requested,
+        )?;
+        Ok(CniResult {
+            ips,
+            routes: conf.routes,
+            dns,
+            ..Default::default()
+        })
+    }
+
+    fn del(&self, args: &CmdArgs) -> anyhow::Result<()> {
+        let (conf, _) = load(args)?;
+        if let Some(mut store) = DiskStore::open_existing(&conf.data_dir, &conf.name)? {
+            release(&mut store, &args.container_id, &args.ifname)?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, args: &CmdArgs) -> anyhow::Result<()> {
+        let (conf, net) = load(args)?;
+        let held = match DiskStore::open_existing(&conf.data_dir, &conf.name)? {
+            Some(store) => store.get_by_id(&args.container_id, &args.ifname)?,
+            None => Vec::new(),
+        };
+        if held.is_empty() {
+            anyhow::bail!(
+                "host-local: Failed to find address added by container {}",
+                args.container_id
+            );
+        }
+        match net.prev_result()? {
+            Some(prev) => check_prev(&conf.range_sets, &held, &prev),
+            None => Ok(()),
+        }
+    }
+
+    fn gc(&self, args: &CmdArgs) -> anyhow::Result<()> {
+        let (conf, net) = load(args)?;
+        // Without the list nothing can be known to be stale; an empty list means "none valid".
+        let valid = net
+            .valid_attachments
+            .as_deref()
+            .ok_or_else(|| bad_config("GC needs cni.dev/valid-attachments"))?;
+        if let Some(mut store) = DiskStore::open_existing(&conf.data_dir, &conf.name)? {
+            release_all_but(&mut store, valid)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self, args: &CmdArgs) -> anyhow::Result<()> {
+        let (conf, _) = load(args)?;
+        let reservations = match DiskStore::open_existing(&conf.data_dir, &conf.name)? {
+            Some(store) => store.list()?,
+            None => Vec::new(),
+        };
+        let exhausted: Vec<String> = conf
+            .range_sets
+            .iter()
+            .zip(&conf.set_labels)
+            .filter(|(set, _)| free_addresses(set, &reservations) == 0)
+            .map(|(set, label)| format!("{label} ({set})"))
+            .collect();
+        if exhausted.is_empty() {
+            return Ok(());
+        }
+        Err(CniError::new(
+            code::PLUGIN_NOT_AVAILABLE,
+            format!(
+                "no IP addresses available in range set {}",
+                exhausted.join(", ")
+            ),
+        )
+        .into())
+    }
+}
+
+/// Decodes stdin and reads host-local's keys from it.
+fn load(args: &CmdArgs) -> anyhow::Result<(HostLocalConfig, NetConf)> {
+    let conf: Conf = args.config()?;
+    let hl = HostLocalConfig::load(&conf.net, &args.args)?;
+    Ok((hl, conf.net))
+}
+
+/// CHECK against `prevResult`: within the configured range sets, the addresses it lists and
+/// the addresses held by this attachment must be the same.
+fn check_prev(sets: &[RangeSet], held: &[IpAddr], prev: &CniResult) -> anyhow::Result<()> {
+    let ours = |ip: &IpAddr| sets.iter().any(|s| s.contains(*ip));
+    let listed: Vec<IpAddr> = prev
+        .ips
+        .iter()
+        .map(|c| c.address.addr())
+        .filter(ours)
+        .collect();
+    if let Some(ip) = listed.iter().find(|ip| !held.contains(ip)) {
+        anyhow::bail!(
+            "host-local: prevResult address {ip} is not reserved for this container and interface"
+        );
+    }
+    if let Some(ip) = held
+        .iter()
+        .filter(|ip| ours(ip))
+        .find(|ip| !listed.contains(ip))
+    {
+        anyhow::bail!(
+            "host-local: address {ip} reserved for this container and interface is missing from prevResult"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "host_local_tests.rs"]
+mod tests;

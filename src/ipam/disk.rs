@@ -1,0 +1,216 @@
+//! The on-disk reservation store, byte-compatible with the reference's `backend/disk`
+//! (FEATURES.md 6.10, 7.3): `<dataDir>/<network>/<ip>` holding `<containerID>\r\n<ifname>`,
+//! `last_reserved_ip.<set>` holding the address text, and an empty `lock` file locked with
+//! flock, so that this store and the Go plugin exclude each other.
+//!
+//! Differences that keep the same final content: an address file is written to a temporary
+//! name and hard-linked into place (atomic and exclusive, where the reference writes after an
+//! `O_EXCL` create), and `last_reserved_ip.<set>` is replaced by rename. Only files named by a
+//! valid address are ever read as reservations.
+
+use super::store::{Reservation, Store};
+use crate::error::{CniError, code};
+use crate::types::netconf::validate_network_name;
+use anyhow::Context;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The reference's default `dataDir`.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+
+const LAST_IP_PREFIX: &str = "last_reserved_ip.";
+const LOCK_FILE: &str = "lock";
+
+/// One network's directory of reservations.
+#[derive(Debug)]
+pub struct DiskStore {
+    dir: PathBuf,
+    lock: Option<File>,
+}
+
+impl DiskStore {
+    /// Opens the store of `network` under `data_dir`, creating the directory (mode 0755).
+    /// The network name must pass [`validate_network_name`], so it cannot leave `data_dir`.
+    pub fn open(data_dir: &Path, network: &str) -> anyhow::Result<DiskStore> {
+        let dir = network_dir(data_dir, network)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .with_context(|| format!("create {}", dir.display()))?;
+        Ok(DiskStore { dir, lock: None })
+    }
+
+    /// Opens the store only if its directory exists: `None` means nothing was ever
+    /// reserved (DEL, GC, CHECK and STATUS create nothing).
+    pub fn open_existing(data_dir: &Path, network: &str) -> anyhow::Result<Option<DiskStore>> {
+        let dir = network_dir(data_dir, network)?;
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => Ok(Some(DiskStore { dir, lock: None })),
+            Ok(_) => anyhow::bail!("{} is not a directory", dir.display()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("stat {}", dir.display())),
+        }
+    }
+
+    /// The network's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn ip_path(&self, ip: IpAddr) -> PathBuf {
+        self.dir.join(ip.to_string())
+    }
+
+    fn last_path(&self, set: usize) -> PathBuf {
+        self.dir.join(format!("{LAST_IP_PREFIX}{set}"))
+    }
+
+    /// Writes `content` to a new temporary file in the directory (mode 0600) and syncs it.
+    fn write_temp(&self, content: &str) -> anyhow::Result<PathBuf> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            ".tmp.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.dir.join(name);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        let written = f.write_all(content.as_bytes()).and_then(|_| f.sync_data());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return Err(e).with_context(|| format!("write {}", path.display()));
+        }
+        Ok(path)
+    }
+}
+
+/// `<data_dir>/<network>` after checking the name.
+fn network_dir(data_dir: &Path, network: &str) -> anyhow::Result<PathBuf> {
+    validate_network_name(network)?;
+    Ok(data_dir.join(network))
+}
+
+/// Container IDs and interface names are written into files and compared as text; refuse
+/// values that would break the `<id>\r\n<ifname>` format or look like path components.
+fn check_owner(id: &str, ifname: &str) -> anyhow::Result<()> {
+    for (what, v) in [("container ID", id), ("interface name", ifname)] {
+        if v.trim().is_empty() || v == "." || v == ".." || v.contains(['/', '\r', '\n', '\0']) {
+            return Err(CniError::new(
+                code::INVALID_ENV,
+                format!("invalid {what} {v:?} for the IPAM store"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+impl Store for DiskStore {
+    fn lock(&mut self) -> anyhow::Result<()> {
+        if self.lock.is_none() {
+            let path = self.dir.join(LOCK_FILE);
+            // As go-filemutex: O_CREAT|O_RDONLY, mode 0750; flock needs no write access.
+            let f = OpenOptions::new()
+                .read(true)
+                .write(false)
+                .create(false)
+                .custom_flags(libc::O_CREAT)
+                .mode(0o750)
+                .open(&path)
+                .with_context(|| format!("open {}", path.display()))?;
+            self.lock = Some(f);
+        }
+        let f = self.lock.as_ref().expect("lock file opened above");
+        f.lock()
+            .with_context(|| format!("flock {}", self.dir.join(LOCK_FILE).display()))
+    }
+
+    fn unlock(&mut self) -> anyhow::Result<()> {
+        match &self.lock {
+            Some(f) => f.unlock().context("unlock the IPAM store"),
+            None => Ok(()),
+        }
+    }
+
+    fn reserve(&mut self, id: &str, ifname: &str, ip: IpAddr, set: usize) -> anyhow::Result<bool> {
+        check_owner(id, ifname)?;
+        let ip = ip.to_canonical();
+        let target = self.ip_path(ip);
+        let tmp = self.write_temp(&Reservation::content(id, ifname))?;
+        let linked = fs::hard_link(&tmp, &target);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("create {}", target.display())),
+        }
+        let tmp = self.write_temp(&ip.to_string())?;
+        let last = self.last_path(set);
+        if let Err(e) = fs::rename(&tmp, &last) {
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&target);
+            return Err(e).with_context(|| format!("write {}", last.display()));
+        }
+        Ok(true)
+    }
+
+    fn last_reserved_ip(&self, set: usize) -> Option<IpAddr> {
+        let text = fs::read_to_string(self.last_path(set)).ok()?;
+        text.trim()
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical())
+    }
+
+    fn release(&mut self, ip: IpAddr) -> anyhow::Result<bool> {
+        let path = self.ip_path(ip.to_canonical());
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("remove {}", path.display())),
+        }
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<Reservation>> {
+        let rd = fs::read_dir(&self.dir).with_context(|| format!("read {}", self.dir.display()))?;
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.with_context(|| format!("read {}", self.dir.display()))?;
+            // `lock`, `last_reserved_ip.*`, temporary and foreign files are not addresses.
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            match fs::read_to_string(entry.path()) {
+                Ok(content) => out.push(Reservation::parse(ip, &content)),
+                // Released by someone else between readdir and read.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("read {}", entry.path().display()));
+                }
+            }
+        }
+        out.sort_by_key(|r| r.ip);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "disk_tests.rs"]
+mod tests;
