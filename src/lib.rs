@@ -5,6 +5,7 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod skel;
