@@ -1,6 +1,7 @@
 //! Test oracle for the privileged tests: the real `iptables-save`, `nft`, ... run with
 //! `nsenter` inside the netns of the calling test thread (or another one), never the host's.
 
+use crate::netns::Netns;
 use std::process::Command;
 
 /// The path of the calling thread's netns as seen from any process.
@@ -10,6 +11,11 @@ pub fn here() -> String {
         std::process::id(),
         nix::unistd::gettid()
     )
+}
+
+/// The path of an open netns as seen from any process.
+pub fn path_of(ns: &Netns) -> String {
+    format!("/proc/{}/fd/{}", std::process::id(), ns.raw_fd())
 }
 
 /// Runs `argv` inside the netns at `ns`; returns success and stdout + stderr.
