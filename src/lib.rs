@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod error;
 pub mod exec;
 pub mod ipam;
+pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod rollback;

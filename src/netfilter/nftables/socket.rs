@@ -1,0 +1,334 @@
+//! The nf_tables transport over a neli `NETLINK_NETFILTER` socket: one `send` per batch,
+//! then every ACK or error the kernel queued for it; and rule dumps parsed into
+//! [`RuleInfo`] (chain, handle, comment, expressions).
+//!
+//! The kernel runs a whole batch inside `sendmsg` and queues one reply per message that asked
+//! for an ACK (successes and errors alike) before `send` returns, so the replies are read
+//! without blocking until the socket is empty. A socket stays bound to the netns it was
+//! opened in.
+
+use super::batch::{Batch, Table};
+use super::expr::{DecodedExpr, decode_list};
+use super::wire::{
+    Attrs, Reply, encode_msg, find, flags, get_be64, get_str, msg, nft_type, parse_attrs,
+    parse_replies,
+};
+use anyhow::{Context, Result, bail};
+use neli::consts::socket::{Msg, NlFamily};
+use neli::socket::NlSocket;
+use neli::utils::Groups;
+use std::fmt;
+use std::io::ErrorKind;
+
+const RECV_BUF: usize = 64 * 1024;
+const DUMP_ATTEMPTS: usize = 5;
+
+/// A kernel refusal of one nf_tables operation, with the errno kept for callers
+/// (`ENOENT`: no such table/chain/rule, `EEXIST`, `EBUSY`: chain in use, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftError {
+    /// What was being done (`add rule cni_plugins_masquerade masq_checks`, ...).
+    pub op: String,
+    /// The positive errno.
+    pub errno: i32,
+    /// The kernel's extended-ACK text, if it sent one.
+    pub msg: Option<String>,
+}
+
+impl fmt::Display for NftError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "nftables: {}: {}",
+            self.op,
+            std::io::Error::from_raw_os_error(self.errno)
+        )?;
+        if let Some(m) = &self.msg {
+            write!(f, " ({m})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NftError {}
+
+/// True when `err` is an [`NftError`] with `errno`.
+pub fn is_errno(err: &anyhow::Error, errno: i32) -> bool {
+    err.downcast_ref::<NftError>()
+        .is_some_and(|e| e.errno == errno)
+}
+
+/// A rule read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The chain holding it.
+    pub chain: String,
+    /// Its handle (what `delete rule` needs).
+    pub handle: u64,
+    /// Its comment, if it has one stored the way `nft` stores them.
+    pub comment: Option<String>,
+    /// Its expressions.
+    pub exprs: Vec<DecodedExpr>,
+}
+
+/// An nf_tables netlink socket in the netns it was opened in.
+pub struct Nft {
+    sock: NlSocket,
+    seq: u32,
+}
+
+impl Nft {
+    /// Opens a socket in the calling thread's netns, with extended ACKs on.
+    pub fn new() -> Result<Nft> {
+        let sock = NlSocket::connect(NlFamily::Netfilter, None, Groups::empty())
+            .context("open a NETLINK_NETFILTER socket")?;
+        sock.enable_ext_ack(true)
+            .context("enable netlink extended ACKs")?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32);
+        Ok(Nft {
+            sock,
+            seq: seed.unwrap_or(1),
+        })
+    }
+
+    /// True when nf_tables answers here (`NFT_MSG_GETGEN`), i.e. the nftables backend works.
+    pub fn usable() -> bool {
+        let probe = || -> Result<()> {
+            let mut nft = Nft::new()?;
+            let seq = nft.next_seq(1);
+            let mut out = Vec::new();
+            encode_msg(
+                &mut out,
+                nft_type(msg::GETGEN),
+                flags::REQUEST | flags::ACK,
+                seq,
+                0,
+                0,
+                &Attrs::new(),
+            );
+            nft.send(&out)?;
+            nft.read_until(
+                |r| matches!(r, Reply::Ack { .. } | Reply::Error { .. }),
+                "get generation",
+            )?;
+            Ok(())
+        };
+        probe().is_ok()
+    }
+
+    fn next_seq(&mut self, count: usize) -> u32 {
+        let first = self.seq;
+        self.seq = self.seq.wrapping_add(count as u32 + 2);
+        first
+    }
+
+    fn send(&self, bytes: &[u8]) -> Result<()> {
+        let sent = self
+            .sock
+            .send(bytes, Msg::empty())
+            .context("send to nf_tables")?;
+        if sent != bytes.len() {
+            bail!("nf_tables took {sent} of {} bytes", bytes.len());
+        }
+        Ok(())
+    }
+
+    /// Applies `batch` atomically. The first kernel error is returned as an [`NftError`]
+    /// naming the failing operation; nothing of the batch is then left behind.
+    pub fn apply(&mut self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let first = self.next_seq(batch.len());
+        self.send(&batch.encode(first))?;
+        let mut acked = 0;
+        let mut first_err: Option<NftError> = None;
+        let mut buf = vec![0u8; RECV_BUF];
+        loop {
+            let n = match self.sock.recv(&mut buf[..], Msg::DONTWAIT) {
+                Ok((n, _)) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e).context("receive nf_tables replies"),
+            };
+            for r in parse_replies(&buf[..n])? {
+                // Offsets 0 and len + 1 are the batch markers; message i has offset i + 1.
+                let offset = |seq: u32| seq.wrapping_sub(first) as usize;
+                match r {
+                    Reply::Ack { seq } if (1..=batch.len()).contains(&offset(seq)) => acked += 1,
+                    Reply::Error { seq, errno, msg }
+                        if first_err.is_none() && offset(seq) <= batch.len() + 1 =>
+                    {
+                        let op = offset(seq)
+                            .checked_sub(1)
+                            .and_then(|i| batch.describe(i))
+                            .unwrap_or("batch");
+                        first_err = Some(NftError {
+                            op: op.to_string(),
+                            errno,
+                            msg,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e.into());
+        }
+        if acked != batch.len() {
+            bail!("nf_tables acknowledged {acked} of {} changes", batch.len());
+        }
+        Ok(())
+    }
+
+    fn read_until(&self, mut stop: impl FnMut(&Reply<'_>) -> bool, op: &str) -> Result<()> {
+        let mut buf = vec![0u8; RECV_BUF];
+        loop {
+            let (n, _) = self
+                .sock
+                .recv(&mut buf[..], Msg::empty())
+                .context("receive from nf_tables")?;
+            for r in parse_replies(&buf[..n])? {
+                if let Reply::Error { errno, msg, .. } = r {
+                    return Err(NftError {
+                        op: op.into(),
+                        errno,
+                        msg,
+                    }
+                    .into());
+                }
+                if stop(&r) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The rules of `table` (only those of `chain` when given), in chain order. A missing
+    /// table or chain gives an empty list.
+    pub fn list_rules(&mut self, table: &Table, chain: Option<&str>) -> Result<Vec<RuleInfo>> {
+        for _ in 0..DUMP_ATTEMPTS {
+            match self.dump_rules(table, chain) {
+                Ok(Some(rules)) => return Ok(rules),
+                Ok(None) => continue,
+                Err(e) if is_errno(&e, libc::ENOENT) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        }
+        bail!(
+            "nftables: list rules of {}: dump kept being interrupted",
+            table.name
+        )
+    }
+
+    /// One dump attempt; `None` when the kernel flagged it as interrupted by a change.
+    fn dump_rules(&mut self, table: &Table, chain: Option<&str>) -> Result<Option<Vec<RuleInfo>>> {
+        let mut a = Attrs::new();
+        a.str(1, &table.name);
+        if let Some(c) = chain {
+            a.str(2, c);
+        }
+        let seq = self.next_seq(1);
+        let mut out = Vec::new();
+        encode_msg(
+            &mut out,
+            nft_type(msg::GETRULE),
+            flags::REQUEST | flags::DUMP,
+            seq,
+            table.family as u8,
+            0,
+            &a,
+        );
+        self.send(&out)?;
+        let (mut rules, mut intr, mut err) = (Vec::new(), false, None);
+        let op = format!("list rules of {}", table.name);
+        self.read_until(
+            |r| match r {
+                Reply::Data {
+                    ty,
+                    flags: f,
+                    attrs,
+                    ..
+                } if *ty == nft_type(msg::NEWRULE) => {
+                    intr |= f & flags::DUMP_INTR != 0;
+                    match parse_rule(attrs) {
+                        Ok(rule) => rules.push(rule),
+                        Err(e) => err = err.take().or(Some(e)),
+                    }
+                    false
+                }
+                Reply::Done { .. } => true,
+                _ => false,
+            },
+            &op,
+        )?;
+        if let Some(e) = err {
+            return Err(e.context(op));
+        }
+        Ok((!intr).then_some(rules))
+    }
+}
+
+/// Decodes one `NFT_MSG_NEWRULE` dump message.
+fn parse_rule(buf: &[u8]) -> Result<RuleInfo> {
+    let attrs = parse_attrs(buf)?;
+    let chain = get_str(&attrs, 2).context("rule without a chain")?;
+    let handle = get_be64(&attrs, 3).context("rule without a handle")?;
+    let exprs = match find(&attrs, 4) {
+        Some(list) => decode_list(list)?,
+        None => Vec::new(),
+    };
+    let comment = find(&attrs, 7).and_then(comment_of_udata);
+    Ok(RuleInfo {
+        chain,
+        handle,
+        comment,
+        exprs,
+    })
+}
+
+/// The comment TLV (type 0) of libnftnl udata, without its NUL.
+fn comment_of_udata(mut udata: &[u8]) -> Option<String> {
+    while udata.len() >= 2 {
+        let (ty, len) = (udata[0], udata[1] as usize);
+        let value = udata.get(2..2 + len)?;
+        if ty == 0 {
+            let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
+            return Some(String::from_utf8_lossy(&value[..end]).into_owned());
+        }
+        udata = &udata[2 + len..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netfilter::nftables::batch::comment_udata;
+
+    #[test]
+    fn udata_comment_is_found_among_other_tlvs() {
+        let mut u = vec![3, 2, 0xaa, 0xbb];
+        u.extend(comment_udata("hello"));
+        assert_eq!(comment_of_udata(&u).as_deref(), Some("hello"));
+        assert_eq!(comment_of_udata(&[3, 9, 1]), None);
+    }
+
+    #[test]
+    fn error_display_has_op_errno_and_text() {
+        let e = NftError {
+            op: "add rule t c".into(),
+            errno: libc::ENOENT,
+            msg: Some("x".into()),
+        };
+        let s = e.to_string();
+        assert!(
+            s.starts_with("nftables: add rule t c: No such file or directory"),
+            "{s}"
+        );
+        assert!(s.ends_with("(x)"));
+        assert!(is_errno(&anyhow::Error::from(e), libc::ENOENT));
+    }
+}
