@@ -9,6 +9,7 @@ pub mod exec;
 pub mod netlink;
 pub mod netns;
 pub mod rollback;
+pub mod runtime;
 pub mod skel;
 pub mod sysctl;
 pub mod types;
