@@ -5,6 +5,8 @@ use crate::skel::Plugin;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+mod net;
+
 /// What a row runs.
 pub enum Run {
     /// A CNI plugin, driven by skel.
@@ -24,7 +26,18 @@ pub struct Applet {
 }
 
 /// Every applet, sorted by name (a unit test keeps it so).
-pub static APPLETS: &[Applet] = &[];
+pub static APPLETS: &[Applet] = &[
+    Applet {
+        name: "cnitool",
+        about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
+        run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "net",
+        about: "run a network configuration against a netns: add|check|del|gc|status (readable output)",
+        run: Run::Tool(net::net_main),
+    },
+];
 
 /// The applet with exactly this name.
 pub fn find(name: &str) -> Option<&'static Applet> {
