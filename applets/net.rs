@@ -109,22 +109,50 @@ fn cli(flavor: Flavor) -> clap::Command {
         Flavor::Cnitool => "cnitool",
         Flavor::Net => "net",
     };
-    let verb = |verb: &'static str, about: &'static str, needs_netns: bool| {
-        clap::Command::new(verb)
-            .about(about)
-            .arg(
-                Arg::new("network")
-                    .value_name("NETWORK")
-                    .required(true)
-                    .help("network name (a configuration's \"name\")"),
-            )
-            .arg(
-                Arg::new("netns")
-                    .value_name("NETNS")
-                    .required(needs_netns)
-                    .help("path of the network namespace"),
-            )
-    };
+    clap::Command::new(name)
+        .no_binary_name(true)
+        .bin_name(name)
+        .about("Run a CNI network configuration against a network namespace")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .args(options())
+        .subcommands(VERBS.iter().map(|&(verb, about, needs_netns)| {
+            clap::Command::new(verb)
+                .about(about)
+                .arg(
+                    Arg::new("network")
+                        .value_name("NETWORK")
+                        .required(true)
+                        .help("network name (a configuration's \"name\")"),
+                )
+                .arg(
+                    Arg::new("netns")
+                        .value_name("NETNS")
+                        .required(needs_netns)
+                        .help("path of the network namespace"),
+                )
+        }))
+}
+
+/// Subcommand, help line, whether NETNS is required.
+const VERBS: &[(&str, &str, bool)] = &[
+    ("add", "Attach the network to the namespace", true),
+    ("check", "Check the attachment", true),
+    ("del", "Detach the network from the namespace", true),
+    (
+        "gc",
+        "Delete every cached attachment of the network, then GC its plugins",
+        false,
+    ),
+    (
+        "status",
+        "Ask the network's plugins whether they are ready",
+        false,
+    ),
+];
+
+/// The options, accepted before or after the subcommand.
+fn options() -> Vec<Arg> {
     let opt = |id: &'static str, value: &'static str, help: &'static str| {
         Arg::new(id)
             .long(id)
@@ -132,70 +160,45 @@ fn cli(flavor: Flavor) -> clap::Command {
             .global(true)
             .help(help)
     };
-    clap::Command::new(name)
-        .no_binary_name(true)
-        .bin_name(name)
-        .about("Run a CNI network configuration against a network namespace")
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .arg(opt(
+    vec![
+        opt(
             "conf-dir",
             "DIR",
             "configuration directory [env NETCONFPATH; default /etc/cni/net.d]",
-        ))
-        .arg(opt(
+        ),
+        opt(
             "cni-path",
             "PATH",
             "plugin directories, ':'-separated [env CNI_PATH]",
-        ))
-        .arg(
-            opt(
-                "ifname",
-                "NAME",
-                "interface name in the container [env CNI_IFNAME; default eth0]",
-            )
-            .short('i'),
+        ),
+        opt(
+            "ifname",
+            "NAME",
+            "interface name in the container [env CNI_IFNAME; default eth0]",
         )
-        .arg(opt(
-            "args",
-            "K=V;..",
-            "CNI_ARGS for the plugins [env CNI_ARGS]",
-        ))
-        .arg(opt(
+        .short('i'),
+        opt("args", "K=V;..", "CNI_ARGS for the plugins [env CNI_ARGS]"),
+        opt(
             "cap-args",
             "JSON",
             "capability args, a JSON object [env CAP_ARGS]",
-        ))
-        .arg(opt(
+        ),
+        opt(
             "container-id",
             "ID",
             "container ID [default: cnitool- + hash of the netns path]",
-        ))
-        .arg(opt(
+        ),
+        opt(
             "cache-dir",
             "DIR",
             "result cache directory [default /var/lib/cni]",
-        ))
-        .arg(
-            Arg::new("json")
-                .long("json")
-                .global(true)
-                .action(ArgAction::SetTrue)
-                .help("print the result as JSON"),
-        )
-        .subcommand(verb("add", "Attach the network to the namespace", true))
-        .subcommand(verb("check", "Check the attachment", true))
-        .subcommand(verb("del", "Detach the network from the namespace", true))
-        .subcommand(verb(
-            "gc",
-            "Delete every cached attachment of the network, then GC its plugins",
-            false,
-        ))
-        .subcommand(verb(
-            "status",
-            "Ask the network's plugins whether they are ready",
-            false,
-        ))
+        ),
+        Arg::new("json")
+            .long("json")
+            .global(true)
+            .action(ArgAction::SetTrue)
+            .help("print the result as JSON"),
+    ]
 }
 
 /// A flag, else a non-empty environment variable.
