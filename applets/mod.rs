@@ -2,6 +2,7 @@
 //! and the docs read. Adding an applet is one `mod` line and one row.
 
 mod host_local;
+mod net;
 mod static_ipam;
 
 use crate::skel::Plugin;
@@ -29,9 +30,19 @@ pub struct Applet {
 /// Every applet, sorted by name (a unit test keeps it so).
 pub static APPLETS: &[Applet] = &[
     Applet {
+        name: "cnitool",
+        about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
+        run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
         name: "host-local",
         about: "IPAM: allocates addresses from local ranges, reservations kept as files",
         run: Run::Plugin(&host_local::HostLocal),
+    },
+    Applet {
+        name: "net",
+        about: "run a network configuration against a netns: add|check|del|gc|status (readable output)",
+        run: Run::Tool(net::net_main),
     },
     Applet {
         name: "static",
@@ -46,6 +57,21 @@ pub fn find(name: &str) -> Option<&'static Applet> {
         .binary_search_by(|a| a.name.cmp(name))
         .ok()
         .map(|i| &APPLETS[i])
+}
+
+/// Marker lines around the generated applet table in README.md.
+pub const README_BEGIN: &str = "<!-- applets:begin -->";
+/// See [`README_BEGIN`].
+pub const README_END: &str = "<!-- applets:end -->";
+
+/// The README's applet table, markers included.
+pub fn readme_table() -> String {
+    let mut s = format!("{README_BEGIN}\n| applet | what it does |\n|---|---|\n");
+    for a in APPLETS {
+        s.push_str(&format!("| `{}` | {} |\n", a.name, a.about));
+    }
+    s.push_str(README_END);
+    s
 }
 
 #[cfg(test)]
@@ -91,19 +117,4 @@ mod tests {
             "README.md's applet table is stale: run `make readme`"
         );
     }
-}
-
-/// Marker lines around the generated applet table in README.md.
-pub const README_BEGIN: &str = "<!-- applets:begin -->";
-/// See [`README_BEGIN`].
-pub const README_END: &str = "<!-- applets:end -->";
-
-/// The README's applet table, markers included.
-pub fn readme_table() -> String {
-    let mut s = format!("{README_BEGIN}\n| applet | what it does |\n|---|---|\n");
-    for a in APPLETS {
-        s.push_str(&format!("| `{}` | {} |\n", a.name, a.about));
-    }
-    s.push_str(README_END);
-    s
 }

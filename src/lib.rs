@@ -11,6 +11,7 @@ pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod rollback;
+pub mod runtime;
 pub mod skel;
 pub mod sysctl;
 pub mod types;
