@@ -135,7 +135,13 @@ impl Handle {
             Some(i) => format!("list addresses of ifindex {i}"),
             None => "list addresses".to_string(),
         };
-        self.dump(&op, Rtm::Getaddr, req, parse_address)
+        let wanted = |a: &Address| {
+            index.is_none_or(|i| a.index == i)
+                && family.is_none_or(|f| Family::of_net(&a.addr) == f)
+        };
+        self.dump(&op, Rtm::Getaddr, req, |b| {
+            Ok(parse_address(b)?.filter(wanted))
+        })
     }
 }
 

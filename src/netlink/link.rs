@@ -339,11 +339,14 @@ impl Handle {
     /// Sets bridge port options on a bridge member; options left `None` are not touched.
     pub fn set_bridge_port(&self, index: u32, opts: &BridgePortOpts) -> anyhow::Result<()> {
         let mut port = Vec::new();
+        let mut what = Vec::new();
         if let Some(on) = opts.hairpin {
             port.push(attr(IFLA_BRPORT_MODE, u8::from(on))?);
+            what.push(format!("hairpin {}", on_off(on)));
         }
         if let Some(on) = opts.isolated {
             port.push(attr(IFLA_BRPORT_ISOLATED, u8::from(on))?);
+            what.push(format!("isolated {}", on_off(on)));
         }
         if port.is_empty() {
             return Ok(());
@@ -356,12 +359,8 @@ impl Handle {
             .ifi_index(index as i32)
             .rtattrs([protinfo].into_iter().collect())
             .build()?;
-        self.request(
-            &format!("set bridge port options {opts:?} on ifindex {index}"),
-            Rtm::Setlink,
-            NlmF::empty(),
-            m,
-        )
+        let op = format!("set bridge port {} for ifindex {index}", what.join(", "));
+        self.request(&op, Rtm::Setlink, NlmF::empty(), m)
     }
 
     /// The bridge port options of `index`, `None` if it is not a bridge port.

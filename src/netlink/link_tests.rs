@@ -184,6 +184,13 @@ fn bridge_master_port_options_and_link_attributes() {
     h.set_nomaster(vp.index).unwrap();
     assert_eq!(get(&h, "vp0").master, None);
     assert_eq!(h.bridge_port(vp.index).unwrap(), None);
+    let hairpin = BridgePortOpts {
+        hairpin: Some(true),
+        isolated: None,
+    };
+    let e = h.set_bridge_port(vp.index, &hairpin).unwrap_err();
+    let want = format!("set bridge port hairpin on for ifindex {}: ", vp.index);
+    assert!(e.to_string().starts_with(&want), "{e:#}");
     assert!(ip(&["link", "show", "vp0"])[0].get("master").is_none());
 }
 
@@ -351,9 +358,8 @@ fn kinds_this_kernel_may_lack_create_or_skip_loudly() {
 }
 
 #[test]
-fn macvlan_straight_into_another_netns_ifb_vxlan_bridge_options() {
-    let Some(_ns) = fresh_netns("macvlan_straight_into_another_netns_ifb_vxlan_bridge_options")
-    else {
+fn macvlan_straight_into_another_netns() {
+    let Some(_ns) = fresh_netns("macvlan_straight_into_another_netns") else {
         return;
     };
     let ctr = another_netns();
@@ -376,7 +382,16 @@ fn macvlan_straight_into_another_netns_ifb_vxlan_bridge_options() {
     assert_eq!((mv.kind.as_str(), mv.mtu), ("macvlan", 1400));
     let j = &ip_in(&ctr, &["-d", "link", "show", "net1"])[0]["linkinfo"];
     assert_eq!(j["info_data"]["mode"], "bridge");
+}
 
+#[test]
+fn ifb_vxlan_and_bridge_options() {
+    let Some(_ns) = fresh_netns("ifb_vxlan_and_bridge_options") else {
+        return;
+    };
+    let h = Handle::new().unwrap();
+    h.create_veth("xp0", "xp1", 0, None, None, None).unwrap();
+    let parent = get(&h, "xp0").index;
     h.create_link(&LinkSpec::new("ifb0", LinkKind::Ifb))
         .unwrap();
     assert_eq!(get(&h, "ifb0").kind, "ifb");

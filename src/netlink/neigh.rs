@@ -112,7 +112,10 @@ impl Handle {
         let op = index.map_or("list neighbours".to_string(), |i| {
             format!("list neighbours of ifindex {i}")
         });
-        self.dump(&op, Rtm::Getneigh, req, parse_neigh)
+        let wanted = |n: &Neighbour| index.is_none_or(|i| n.index == i);
+        self.dump(&op, Rtm::Getneigh, req, |b| {
+            Ok(parse_neigh(b)?.filter(wanted))
+        })
     }
 }
 

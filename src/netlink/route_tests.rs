@@ -86,14 +86,7 @@ fn routes_read_back_with_table_scope_metric_gateway_mtu_advmss() {
     };
     let h = Handle::new().unwrap();
     let i = setup(&h);
-    let r = RouteSpec {
-        gw: Some(addr("10.1.0.1")),
-        table: Some(1000),
-        metric: Some(50),
-        mtu: Some(1300),
-        advmss: Some(1260),
-        ..RouteSpec::new(net("10.2.0.0/16"))
-    };
+    let r = table_1000_route();
     h.add_route(&r).unwrap();
     let scoped = RouteSpec {
         oif: Some(i),
@@ -147,7 +140,29 @@ fn routes_read_back_with_table_scope_metric_gateway_mtu_advmss() {
         (&j["metrics"][0]["mtu"], &j["metrics"][0]["advmss"]),
         (&1300.into(), &1260.into())
     );
+}
 
+/// 10.2.0.0/16 via 10.1.0.1 in table 1000, metric 50, mtu 1300, advmss 1260.
+fn table_1000_route() -> RouteSpec {
+    RouteSpec {
+        gw: Some(addr("10.1.0.1")),
+        table: Some(1000),
+        metric: Some(50),
+        mtu: Some(1300),
+        advmss: Some(1260),
+        ..RouteSpec::new(net("10.2.0.0/16"))
+    }
+}
+
+#[test]
+fn route_exists_replace_and_delete() {
+    let Some(_ns) = fresh_netns("route_exists_replace_and_delete") else {
+        return;
+    };
+    let h = Handle::new().unwrap();
+    setup(&h);
+    let r = table_1000_route();
+    h.add_route(&r).unwrap();
     assert!(is_exists(&h.add_route(&r).unwrap_err()));
     h.replace_route(&RouteSpec {
         gw: Some(addr("10.1.0.3")),
