@@ -2,6 +2,7 @@
 //! and the docs read. Adding an applet is one `mod` line and one row.
 
 mod host_local;
+mod loopback;
 mod net;
 mod static_ipam;
 
@@ -38,6 +39,11 @@ pub static APPLETS: &[Applet] = &[
         name: "host-local",
         about: "IPAM: allocates addresses from local ranges, reservations kept as files",
         run: Run::Plugin(&host_local::HostLocal),
+    },
+    Applet {
+        name: "loopback",
+        about: "brings lo up in the container netns",
+        run: Run::Plugin(&loopback::Loopback),
     },
     Applet {
         name: "net",

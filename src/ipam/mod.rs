@@ -4,6 +4,7 @@
 
 pub mod allocator;
 pub mod config;
+pub mod configure;
 pub mod disk;
 pub mod range;
 pub mod store;
