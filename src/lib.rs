@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod skel;
 pub mod sysctl;
 pub mod types;
+pub mod veth;
 
 #[cfg(test)]
 pub mod testutil;
