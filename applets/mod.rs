@@ -1,6 +1,7 @@
 //! The applet registry: the one sorted table that dispatch, `cni-multi --list`, `install.sh`
 //! and the docs read. Adding an applet is one `mod` line and one row.
 
+mod bandwidth;
 mod host_local;
 mod loopback;
 mod net;
@@ -30,6 +31,11 @@ pub struct Applet {
 
 /// Every applet, sorted by name (a unit test keeps it so).
 pub static APPLETS: &[Applet] = &[
+    Applet {
+        name: "bandwidth",
+        about: "meta: shapes traffic to and from the container with tbf (ifb for egress)",
+        run: Run::Plugin(&bandwidth::Bandwidth),
+    },
     Applet {
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
