@@ -4,5 +4,6 @@
 
 mod support;
 
+mod bandwidth;
 mod install_sh;
 mod rig;
