@@ -6,6 +6,7 @@ mod host_local;
 mod loopback;
 mod net;
 mod static_ipam;
+mod tuning;
 
 use crate::skel::Plugin;
 use std::ffi::OsString;
@@ -60,6 +61,11 @@ pub static APPLETS: &[Applet] = &[
         name: "static",
         about: "IPAM: returns fixed addresses, routes and DNS from the config",
         run: Run::Plugin(&static_ipam::Static),
+    },
+    Applet {
+        name: "tuning",
+        about: "meta: sets net.* sysctls, MAC, MTU, promisc, allmulti, txqlen; restores them on DEL",
+        run: Run::Plugin(&tuning::Tuning),
     },
 ];
 
