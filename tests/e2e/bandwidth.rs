@@ -2,9 +2,10 @@
 //! the fake host and the container itself (`ip`), hands bandwidth a prevResult naming both
 //! ends, and reads the kernel back with `tc -j`. A TCP transfer through a 1 Mbit/s limit must
 //! take about the time the limit implies (each direction), DEL twice and DEL after the netns
-//! is gone succeed, CHECK notices a removed qdisc, GC removes a stale IFB.
+//! is gone succeed, CHECK notices a removed qdisc, GC removes a stale IFB, and the reference
+//! plugin's CHECK and DEL accept what we made (and ours what it made).
 
-use crate::support::{Cni, Farm, Pair, TestNs, require_root};
+use crate::support::{Cni, Farm, Pair, TestNs, reference_plugin, require_root};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -279,4 +280,49 @@ fn ingress_limit_slows_traffic_to_the_container() {
 #[test]
 fn egress_limit_slows_traffic_from_the_container() {
     shaped("egress");
+}
+
+/// State is compatible: our CHECK and DEL accept what the reference made, and the other way.
+#[test]
+fn qdiscs_and_ifb_are_shared_with_the_reference() {
+    if !require_root() {
+        return;
+    }
+    let Some(reference) = reference_plugin("bandwidth") else {
+        crate::support::skip!("reference bandwidth plugin not installed");
+    };
+    let pair = Pair::new("bw-ref");
+    wire(&pair);
+    let limits = json!({"ingressRate": 1_000_000, "ingressBurst": 80_000,
+                        "egressRate": 2_000_000, "egressBurst": 160_000});
+    // The installed reference (v1.1.1) rejects 1.1.0.
+    let c = conf("1.0.0", &pair, limits);
+    let theirs = |verb| {
+        Cni::at(&reference)
+            .command(verb)
+            .container_id("ctr-bw-1")
+            .netns(pair.container.path())
+            .ifname("eth0")
+            .path("/usr/lib/cni")
+            .config(&c)
+    };
+    let ours = |verb| call(verb, &pair, &c);
+    for (add, check, del) in [
+        (theirs("ADD"), ours("CHECK"), ours("DEL")),
+        (ours("ADD"), theirs("CHECK"), theirs("DEL")),
+    ] {
+        let r = add.run_in(&pair.host).result().clone();
+        assert_eq!(
+            ifb_names(&pair.host),
+            [r["interfaces"][2]["name"].as_str().unwrap()]
+        );
+        check.run_in(&pair.host).ok();
+        del.run_in(&pair.host).ok();
+        assert!(ifb_names(&pair.host).is_empty());
+        // The host veth's qdiscs stay until the veth goes (both implementations); clear them.
+        pair.host
+            .run(["tc", "qdisc", "del", "dev", "hveth0", "root"]);
+        pair.host
+            .run(["tc", "qdisc", "del", "dev", "hveth0", "ingress"]);
+    }
 }

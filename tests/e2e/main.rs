@@ -7,3 +7,4 @@ mod support;
 mod bandwidth;
 mod install_sh;
 mod rig;
+mod tuning;
