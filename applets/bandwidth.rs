@@ -118,9 +118,10 @@ impl Plugin for Bandwidth {
     }
 
     fn del(&self, args: &CmdArgs) -> anyhow::Result<()> {
-        let conf = load(args)?;
+        // Only the name matters here: limits a failed ADD refused must not block DEL.
+        let net: NetConf = args.config()?;
         let nl = Handle::new()?;
-        delete_ifb(&nl, &ifb_name(&conf.net, args))
+        delete_ifb(&nl, &ifb_name(&net, args))
     }
 
     fn check(&self, args: &CmdArgs) -> anyhow::Result<()> {

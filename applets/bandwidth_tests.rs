@@ -69,6 +69,22 @@ fn bad_limits_are_config_errors() {
 }
 
 #[test]
+fn del_needs_only_the_name() {
+    let Some(_ns) = fresh_netns("bandwidth_del_needs_only_the_name") else {
+        return;
+    };
+    let h = Handle::new().unwrap();
+    let conf = json!({"name": "n", "ingressRate": 8});
+    let net: NetConf = serde_json::from_value(conf.clone()).unwrap();
+    let name = ifb_name(&net, &cmd(Command::Del, &conf, ""));
+    h.create_link(&LinkSpec::new(name.as_str(), LinkKind::Ifb))
+        .unwrap();
+    // The limits ADD refused do not block DEL.
+    Bandwidth.del(&cmd(Command::Del, &conf, "")).unwrap();
+    assert!(h.link_by_name(&name).unwrap().is_none());
+}
+
+#[test]
 fn ifb_name_is_the_reference_hash() {
     let net: NetConf =
         serde_json::from_value(json!({"name": "cni-plugin-bandwidth-test"})).unwrap();

@@ -63,6 +63,13 @@ struct Config {
     allmulti: Option<bool>,
 }
 
+/// All DEL reads.
+#[derive(Debug, Deserialize)]
+struct DelConfig {
+    #[serde(default, rename = "dataDir")]
+    data_dir: String,
+}
+
 /// What to do, every source merged.
 #[derive(Debug, Clone, PartialEq)]
 struct Want {
@@ -137,7 +144,9 @@ impl Plugin for Tuning {
     }
 
     fn del(&self, args: &CmdArgs) -> anyhow::Result<()> {
-        let c: Config = args.config()?;
+        // Only dataDir matters here: a config ADD refused (duplicate keys, a bad MAC) must
+        // not block DEL.
+        let c: DelConfig = args.config()?;
         let file = backup_file(&data_dir(&c.data_dir), args);
         // As the reference: restoring is best effort and DEL succeeds regardless. With the
         // netns gone there is nothing left to restore, so the backup goes too.

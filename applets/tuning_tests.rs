@@ -129,6 +129,24 @@ fn bad_configs_are_code_7() {
 }
 
 #[test]
+fn del_reads_only_data_dir() {
+    let dir = TempDir::new("tuning-del");
+    let file = dir.path().join("ctr1_eth0.json");
+    let conf = format!(
+        r#"{{"dataDir": {:?}, "sysctl": {{"net.a": "1", "net.a": "2"}}, "mac": "nope"}}"#,
+        dir.path()
+    );
+    std::fs::write(&file, "{}").unwrap();
+    let c = CmdArgs {
+        stdin: conf.into_bytes(),
+        ..cmd(Command::Del, &json!({}), "", "")
+    };
+    // No netns: nothing to restore, the backup goes, and the refused config does not matter.
+    Tuning.del(&c).unwrap();
+    assert!(!file.exists());
+}
+
+#[test]
 fn allowlist_regexps_match_unanchored() {
     let keys: BTreeMap<String, String> = [("net.ipv4.conf.IFNAME.arp_filter", "1")]
         .into_iter()
