@@ -382,8 +382,9 @@ fn apply(nl: &Handle, index: u32, want: &Want) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Puts back what the backup file holds and removes it. No file, an unreadable file or a
-/// missing interface leave nothing to do; a failed restore keeps the file.
+/// Puts back what the backup file holds and removes it. With no file there is nothing to do;
+/// an unreadable file or a missing interface leave nothing to restore, so the file just goes;
+/// a failed restore keeps it.
 fn restore(nl: &Handle, file: &Path, ifname: &str) -> anyhow::Result<()> {
     let Ok(text) = std::fs::read(file) else {
         return Ok(());
