@@ -1,10 +1,12 @@
 //! The applet registry: the one sorted table that dispatch, `cni-multi --list`, `install.sh`
 //! and the docs read. Adding an applet is one `mod` line and one row.
 
+mod bandwidth;
 mod host_local;
 mod loopback;
 mod net;
 mod static_ipam;
+mod tuning;
 
 use crate::skel::Plugin;
 use std::ffi::OsString;
@@ -31,6 +33,11 @@ pub struct Applet {
 /// Every applet, sorted by name (a unit test keeps it so).
 pub static APPLETS: &[Applet] = &[
     Applet {
+        name: "bandwidth",
+        about: "meta: shapes traffic to and from the container with tbf (ifb for egress)",
+        run: Run::Plugin(&bandwidth::Bandwidth),
+    },
+    Applet {
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
@@ -54,6 +61,11 @@ pub static APPLETS: &[Applet] = &[
         name: "static",
         about: "IPAM: returns fixed addresses, routes and DNS from the config",
         run: Run::Plugin(&static_ipam::Static),
+    },
+    Applet {
+        name: "tuning",
+        about: "meta: sets net.* sysctls, MAC, MTU, promisc, allmulti, txqlen; restores them on DEL",
+        run: Run::Plugin(&tuning::Tuning),
     },
 ];
 

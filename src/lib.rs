@@ -14,6 +14,7 @@ pub mod rollback;
 pub mod runtime;
 pub mod skel;
 pub mod sysctl;
+pub mod tc;
 pub mod types;
 pub mod veth;
 

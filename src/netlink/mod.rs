@@ -10,7 +10,7 @@
 //! structs and restarted when the kernel flags them `NLM_F_DUMP_INTR`.
 
 pub mod addr;
-mod attr;
+pub(crate) mod attr;
 pub mod kinds;
 pub mod link;
 pub mod neigh;

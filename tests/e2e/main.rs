@@ -4,6 +4,8 @@
 
 mod support;
 
+mod bandwidth;
 mod install_sh;
 mod loopback;
 mod rig;
+mod tuning;
