@@ -1,10 +1,12 @@
 //! Helpers for the library's own privileged unit tests. A test moves *its own thread* into a
 //! brand-new network namespace (`unshare(CLONE_NEWNET)` is per thread, and every test runs on
 //! its own thread), so it never touches the machine's namespace and needs no cleanup: the
-//! namespace dies with the thread and the fds.
+//! namespace dies with the thread and the fds. Also: self-removing temp dirs and `testdata/` paths.
 
 use crate::netns::Netns;
 use nix::sched::{CloneFlags, unshare};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Moves the calling test thread into a fresh, empty netns and returns it, or prints
 /// `skipped: <why>` and returns `None` when that is not possible (not root).
@@ -24,6 +26,47 @@ pub fn another_netns() -> Netns {
     let other = Netns::current().expect("open the new netns");
     nix::sched::setns(&home, CloneFlags::CLONE_NEWNET).expect("back to the test's netns");
     other
+}
+
+/// A fresh directory under the system temp dir, removed (with its contents) on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Makes `cni-multi-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("cni-multi-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `name` (relative) with `text`, creating parent directories.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `testdata/<rel>` of this package.
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
 }
 
 #[cfg(test)]
