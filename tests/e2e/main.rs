@@ -4,5 +4,9 @@
 
 mod support;
 
+mod host_local;
+mod host_local_interop;
 mod install_sh;
+mod ipam_delegate;
 mod rig;
+mod static_ipam;
