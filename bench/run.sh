@@ -7,16 +7,18 @@
 # removed on exit with the temp CNI_PATH farm. Not part of `make test`.
 #
 # Sections are functions (section_version, section_loopback, ...); add one per applet family and
-# list it in SECTIONS below. Environment: BENCH_RUNS (default 200), REF_CNI_PATH (/usr/lib/cni),
-# BENCH_TIMER=loop (skip hyperfine).
+# list it in SECTIONS below. Environment: BENCH_RUNS (default 200), BENCH_LOOP_RUNS (runs of
+# the 100-call cases, default 10), BENCH_STATIC=1 (time the `make static` binary), REF_CNI_PATH
+# (/usr/lib/cni), BENCH_TIMER=loop (no hyperfine).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 runs=${BENCH_RUNS:-200}
+loop_runs=${BENCH_LOOP_RUNS:-10}
 ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 tmp=
-SECTIONS=(section_version section_loopback)
+SECTIONS=(section_version section_loopback section_host_local)
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -44,21 +46,40 @@ ensure_tools() {
 }
 
 use_hyperfine() { [ "${BENCH_TIMER:-}" != loop ] && command -v hyperfine >/dev/null; }
+# bench/spawn_timer.py times single plugin calls without a shell; BENCH_TIMER picks another.
+use_spawn() { [ -z "${BENCH_TIMER:-}" ] && command -v python3 >/dev/null; }
+# A plugin call as `call` writes it: VAR=V... PROGRAM <FILE.
+CALL_RE='^([A-Z_]+=[^ ]* )+[^ <]+ <[^ ]+$'
 
-# Median wall time of shell command $1 in microseconds.
+# Median wall time of shell command $1 in microseconds; $2, if given, runs untimed before each
+# run (and warm-up). MEDIAN_RUNS and MEDIAN_WARMUP override the counts; MEDIAN_REPEAT=N times N
+# calls in a row per run ($1 must then be one `call`; call i gets CNI_CONTAINERID=<id>-<i>).
 median_us() {
+  local n=${MEDIAN_RUNS:-$runs} warm=${MEDIAN_WARMUP:-10} prep=${2:-} rep=${MEDIAN_REPEAT:-1} cmd=$1
+  if use_spawn && [[ $cmd =~ $CALL_RE ]]; then
+    python3 "$top/bench/spawn_timer.py" "$n" "$warm" "$rep" "$prep" "$cmd" || die "benchmark failed: $cmd"
+    return
+  fi
+  if [ "$rep" -gt 1 ]; then
+    local one=${cmd/CNI_CONTAINERID=bench-$$/CNI_CONTAINERID=bench-$$-\$i}
+    cmd="i=0; while [ \$i -lt $rep ]; do i=\$((i + 1)); $one >/dev/null || exit 1; done"
+  fi
   if use_hyperfine; then
+    local extra=()
+    [ -z "$prep" ] || extra=(--prepare "$prep")
     # hyperfine discards the command's output; on failure, run it once more to show it.
-    if ! hyperfine --style none --warmup 10 --runs "$runs" --export-json "$tmp/h.json" -- "$1" >/dev/null 2>&1; then
-      sh -c "$1" >&2 || true
-      die "benchmark failed: $1"
+    if ! hyperfine --style none --warmup "$warm" --runs "$n" "${extra[@]}" --export-json "$tmp/h.json" -- "$cmd" >/dev/null 2>&1; then
+      [ -z "$prep" ] || sh -c "$prep" >&2 || true
+      sh -c "$cmd" >&2 || true
+      die "benchmark failed: $cmd"
     fi
     sed -n 's/^ *"median": *\([0-9.eE+-]*\),*$/\1/p' "$tmp/h.json" | head -n 1 | awk '{ printf "%d\n", $1 * 1e6 }'
   else
     local i t0 t1
-    for ((i = 0; i < runs; i++)); do
+    for ((i = 0; i < n; i++)); do
+      [ -z "$prep" ] || eval "$prep" >/dev/null 2>&1 || die "benchmark preparation failed: $prep"
       t0=$(date +%s%N)
-      eval "$1" >/dev/null 2>&1 || die "benchmark failed: $1"
+      eval "$cmd" >/dev/null 2>&1 || die "benchmark failed: $cmd"
       t1=$(date +%s%N)
       echo $(((t1 - t0) / 1000))
     done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
@@ -69,24 +90,32 @@ ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 ROWS=()
-# row LABEL EXECS OURS_CMD [REF_CMD]: EXECS is how many plugin execs one run makes (for the floor).
+# row LABEL EXECS OURS_CMD [REF_CMD [OURS_PREP [REF_PREP]]]: EXECS is how many plugin execs one
+# run makes (for the floor); a PREP command runs untimed before each run of its side.
 row() {
   local label=$1 execs=$2 ours=$3 theirs=${4:-} o r="" rs="–" rr="–"
-  o=$(median_us "$ours")
+  o=$(median_us "$ours" "${5:-}")
   if [ -n "$theirs" ]; then
-    r=$(median_us "$theirs")
+    r=$(median_us "$theirs" "${6:-}")
     rs=$(ms "$r")
     rr=$(ratio "$o" "$r")
   fi
   ROWS+=("| $label | $(ms "$o") | $rs | $(ratio "$o" $((floor * execs))) | $rr |")
+  LAST_OURS=$o LAST_REF=$r
 }
+
+TARGETS=()
+# target TEXT MET: one line of the targets list under the table.
+target() { TARGETS+=("- $1: $([ "$2" = 1 ] && echo met || echo "**not met**")"); }
 
 have_applet() { grep -qx "$1" "$tmp/applets"; }
 have_ref() { [ -x "$ref/$1" ]; }
 
-# A plugin call as a runtime makes it: clean environment, config on stdin.
+# A plugin call as a runtime makes it: the CNI_* variables, config on stdin. Set as the shell's
+# prefix assignments, not with `env -i`, whose own exec would be timed too (main() clears any
+# CNI_* variables of the caller's, the rest of the environment means nothing to a plugin).
 call() { # call DIR PLUGIN VERB CONFIG
-  printf 'env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=%s CNI_CONTAINERID=bench-%s CNI_NETNS=/run/netns/%s CNI_IFNAME=lo CNI_PATH=%s %s/%s <%s' \
+  printf 'CNI_COMMAND=%s CNI_CONTAINERID=bench-%s CNI_NETNS=/run/netns/%s CNI_IFNAME=lo CNI_PATH=%s %s/%s <%s' \
     "$3" "$$" "$ns" "$1" "$1" "$2" "$4"
 }
 
@@ -105,6 +134,39 @@ section_loopback() {
   local conf=$top/testdata/netconf/demo-loopback.conf theirs=""
   have_ref loopback && theirs="$(call "$ref" loopback ADD "$conf"); $(call "$ref" loopback DEL "$conf")"
   row "loopback ADD + DEL" 2 "$(call "$farm" loopback ADD "$conf"); $(call "$farm" loopback DEL "$conf")" "$theirs"
+}
+
+# host-local: ADD and DEL timed apart (the other verb prepares each run), and 100 ADDs of
+# different containers in a row into a fresh dataDir. Ours and the reference each get their own
+# dataDir; 1.0.0 because the packaged reference rejects 1.1.0.
+section_host_local() {
+  have_applet host-local || { note "host-local: not in this build yet; skipped"; return 0; }
+  local side theirs="" theirs_del="" ref_loop_prep=""
+  for side in ours ref; do
+    printf '{"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "ipam": {"type": "host-local", "subnet": "10.200.0.0/16", "dataDir": "%s"}}\n' \
+      "$tmp/hl-$side" >"$tmp/hl-$side.json"
+  done
+  if have_ref host-local; then
+    theirs=$(call "$ref" host-local ADD "$tmp/hl-ref.json")
+    theirs_del=$(call "$ref" host-local DEL "$tmp/hl-ref.json")
+    ref_loop_prep="rm -rf $tmp/hl-ref"
+  fi
+  local ours ours_del
+  ours=$(call "$farm" host-local ADD "$tmp/hl-ours.json")
+  ours_del=$(call "$farm" host-local DEL "$tmp/hl-ours.json")
+  row "host-local ADD" 1 "$ours" "$theirs" "$ours_del" "$theirs_del"
+  target "host-local ADD median $(ms "$LAST_OURS") ms <= 1 ms" "$((LAST_OURS <= 1000))"
+  # The ADD runs left an address reserved: free it, as the DEL runs' preparation re-adds it.
+  eval "$ours_del" >/dev/null 2>&1
+  [ -z "$theirs_del" ] || eval "$theirs_del" >/dev/null 2>&1
+  row "host-local DEL" 1 "$ours_del" "$theirs_del" "$ours" "$theirs"
+  target "host-local DEL median $(ms "$LAST_OURS") ms <= 1 ms" "$((LAST_OURS <= 1000))"
+  MEDIAN_RUNS=$loop_runs MEDIAN_WARMUP=1 MEDIAN_REPEAT=100 row "host-local 100 sequential ADDs, fresh dataDir" 100 \
+    "$ours" "$theirs" "rm -rf $tmp/hl-ours" "$ref_loop_prep"
+  if [ -n "$theirs" ]; then
+    target "host-local 100 ADDs $(ratio "$LAST_REF" "$LAST_OURS")x faster than the reference (>= 5x)" \
+      "$((LAST_OURS * 5 <= LAST_REF))"
+  fi
 }
 
 RSS=()
@@ -131,6 +193,7 @@ report() {
   echo "|---|---:|---:|---:|---:|"
   [ ${#ROWS[@]} -eq 0 ] || printf '%s\n' "${ROWS[@]}"
   echo
+  [ ${#TARGETS[@]} -eq 0 ] || { echo "Targets:"; printf '%s\n' "${TARGETS[@]}"; echo; }
   echo "| peak RSS (KiB) | ours | reference |"
   echo "|---|---:|---:|"
   [ ${#RSS[@]} -eq 0 ] || printf '%s\n' "${RSS[@]}"
@@ -139,25 +202,36 @@ report() {
   ref_count=$(find "$ref" -maxdepth 1 -type f -perm -u+x 2>/dev/null | wc -l)
   echo "| binary size | bytes |"
   echo "|---|---:|"
-  echo "| cni-multi (release, $(wc -l <"$tmp/applets") applets) | $(stat -c %s "$farm/cni-multi") |"
+  echo "| cni-multi ($build, $(wc -l <"$tmp/applets") applets) | $(stat -c %s "$farm/cni-multi") |"
   echo "| reference: $ref_count binaries in $ref | $ref_total |"
 }
 
 main() {
   [ "$(id -u)" = 0 ] || die "needs root (plugins run in a throwaway network namespace)"
+  local v
+  for v in $(env | sed -n 's/^\(CNI_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
   trap cleanup EXIT
   tmp=$(mktemp -d /tmp/cni-bench.XXXXXX)
   ensure_tools
   timer="date +%s%N loop"
   use_hyperfine && timer="hyperfine $(hyperfine --version | cut -d' ' -f2) (shell start-up subtracted)"
-  (cd "$top" && cargo build --release --quiet)
+  use_spawn && timer="posix_spawn from python3 (bench/spawn_timer.py) for plugin calls, else $timer"
+  local bin=$top/target/release/cni-multi
+  build="release"
+  if [ "${BENCH_STATIC:-}" = 1 ]; then
+    make -s -C "$top" static >/dev/null
+    bin=$top/target/${STATIC_TARGET:-x86_64-unknown-linux-gnu}/release/cni-multi
+    build="release, static"
+  else
+    (cd "$top" && cargo build --release --quiet)
+  fi
   farm=$tmp/bin
-  "$top/install.sh" --prefix "$farm" --binary "$top/target/release/cni-multi" >/dev/null
+  "$top/install.sh" --prefix "$farm" --binary "$bin" >/dev/null
   "$farm/cni-multi" --list >"$tmp/applets"
   # 1.0.0: the newest version Debian's reference plugins (v1.1.1) accept.
   echo '{"cniVersion": "1.0.0"}' >"$tmp/version.json"
   ip netns add "$ns"
-  floor=$(median_us /bin/true)
+  floor=$(median_us "CNI_COMMAND=VERSION /bin/true <$tmp/version.json")
   local s
   for s in "${SECTIONS[@]}"; do "$s"; done
   report

@@ -9,7 +9,7 @@
 
 use crate::applets::{self, Run};
 use crate::error::{CniError, code};
-use crate::skel::{self, CmdArgs, Command, Env, Io};
+use crate::skel::{self, CmdArgs, Command, Env, Io, Plugin};
 use crate::types::CniResult;
 use anyhow::Context;
 use std::io::{ErrorKind, Write};
@@ -71,33 +71,49 @@ pub fn find_in_path(name: &str, path: &[PathBuf]) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs the plugin and returns its stdout on success. A failing plugin's error JSON becomes a
-/// [`CniError`] with the plugin's own code.
+/// [`CniError`] with the plugin's own code. The plugin's stderr goes to ours.
 pub fn invoke(inv: &Invocation<'_>) -> anyhow::Result<Vec<u8>> {
+    invoke_with_stderr(inv, &mut std::io::stderr())
+}
+
+/// [`invoke`], with the plugin's stderr copied to `stderr` (tests pass a buffer).
+pub(crate) fn invoke_with_stderr(
+    inv: &Invocation<'_>,
+    stderr: &mut dyn Write,
+) -> anyhow::Result<Vec<u8>> {
     let file = find_in_path(inv.plugin_type, inv.path)?;
-    if is_this_executable(&file)
-        && let Some(applet) = applets::find(inv.plugin_type)
-        && let Run::Plugin(plugin) = applet.run
-    {
-        let (mut out, mut stdin) = (Vec::new(), inv.stdin);
-        let status = skel::run(
-            applet.name,
-            plugin,
-            &inv.env,
-            Io {
-                stdin: &mut stdin,
-                stdout: &mut out,
-                stderr: &mut std::io::stderr(),
-            },
-        );
-        return finish(
-            inv.plugin_type,
-            status == 0,
-            out,
-            Vec::new(),
-            status.to_string(),
-        );
+    if let Some((name, plugin)) = in_process_plugin(inv.plugin_type, &file) {
+        #[cfg(test)]
+        tests::IN_PROCESS_CALLS.with(|n| n.set(n.get() + 1));
+        let (mut out, mut err, mut stdin) = (Vec::new(), Vec::new(), inv.stdin);
+        let io = Io {
+            stdin: &mut stdin,
+            stdout: &mut out,
+            stderr: &mut err,
+        };
+        let status = skel::run(name, plugin, &inv.env, io);
+        let ok = status == 0;
+        let status = format!("exit status: {status}");
+        return finish(inv.plugin_type, ok, out, err, status, stderr);
     }
-    exec_file(&file, inv)
+    exec_file(&file, inv, stderr)
+}
+
+/// The applet [`invoke`] runs in process instead of executing `file` (found in `CNI_PATH` for
+/// `plugin_type`): one exists when `file` is this very executable and `plugin_type` names one
+/// of its plugin applets. Exposed so that tests can tell which path a call takes.
+pub fn in_process_plugin(
+    plugin_type: &str,
+    file: &Path,
+) -> Option<(&'static str, &'static dyn Plugin)> {
+    if !is_this_executable(file) {
+        return None;
+    }
+    let applet = applets::find(plugin_type)?;
+    match applet.run {
+        Run::Plugin(plugin) => Some((applet.name, plugin)),
+        Run::Tool(_) => None,
+    }
 }
 
 /// ADD on a delegate: its result, decoded from whatever version it answered in.
@@ -153,7 +169,7 @@ fn is_this_executable(file: &Path) -> bool {
 }
 
 /// Executes the file; retries while it is being replaced (`ETXTBSY`), as the reference does.
-fn exec_file(file: &Path, inv: &Invocation<'_>) -> anyhow::Result<Vec<u8>> {
+fn exec_file(file: &Path, inv: &Invocation<'_>, stderr: &mut dyn Write) -> anyhow::Result<Vec<u8>> {
     let mut tries = 0;
     let child = loop {
         let spawned = std::process::Command::new(file)
@@ -189,19 +205,22 @@ fn exec_file(file: &Path, inv: &Invocation<'_>) -> anyhow::Result<Vec<u8>> {
         out.stdout,
         out.stderr,
         out.status.to_string(),
+        stderr,
     )
 }
 
-/// Turns a finished plugin run into stdout bytes or the plugin's error.
+/// Turns a finished plugin run into stdout bytes or the plugin's error; copies the plugin's
+/// stderr to `sink`.
 fn finish(
     name: &str,
     ok: bool,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     status: String,
+    sink: &mut dyn Write,
 ) -> anyhow::Result<Vec<u8>> {
     if !stderr.is_empty() {
-        let _ = std::io::stderr().write_all(&stderr);
+        let _ = sink.write_all(&stderr);
     }
     if ok {
         return Ok(stdout);
@@ -244,105 +263,5 @@ fn finish(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn find_rejects_separators_and_empty_path() {
-        assert!(
-            format!(
-                "{}",
-                find_in_path("a/b", &[PathBuf::from("/bin")]).unwrap_err()
-            )
-            .contains("contains '/'")
-        );
-        assert_eq!(
-            crate::error::code_of(&find_in_path("sh", &[]).unwrap_err()),
-            4
-        );
-        assert!(find_in_path("", &[PathBuf::from("/bin")]).is_err());
-    }
-
-    #[test]
-    fn find_takes_the_first_directory_and_skips_directories() {
-        let path = [
-            PathBuf::from("/nonexistent"),
-            PathBuf::from("/usr"),
-            PathBuf::from("/bin"),
-        ];
-        assert_eq!(find_in_path("sh", &path).unwrap(), PathBuf::from("/bin/sh"));
-        let e = find_in_path("bin", &[PathBuf::from("/usr")]).unwrap_err();
-        assert!(format!("{e}").contains("failed to find plugin \"bin\""));
-    }
-
-    #[test]
-    fn failing_plugin_error_keeps_its_code() {
-        let out = br#"{"cniVersion":"1.0.0","code":11,"msg":"busy","details":"later"}"#.to_vec();
-        let e = finish("x", false, out, Vec::new(), "exit status: 1".into()).unwrap_err();
-        let c = crate::error::cni_error_of(&e).unwrap();
-        assert_eq!(
-            (c.code, c.msg.as_str(), c.details.as_str()),
-            (11, "busy", "later")
-        );
-    }
-
-    #[test]
-    fn failing_plugin_without_json_is_explained() {
-        let e = finish(
-            "x",
-            false,
-            Vec::new(),
-            b"segfault\n".to_vec(),
-            "signal: 11".into(),
-        )
-        .unwrap_err();
-        assert!(format!("{e}").contains("\"segfault\""), "{e}");
-        let e = finish(
-            "x",
-            false,
-            b"oops".to_vec(),
-            Vec::new(),
-            "exit status: 1".into(),
-        )
-        .unwrap_err();
-        assert!(format!("{e}").contains("could not be parsed"), "{e}");
-    }
-
-    #[test]
-    fn null_output_is_an_empty_result() {
-        assert_eq!(
-            decode_result(b"null", "1.0.0").unwrap(),
-            CniResult::default()
-        );
-        assert_eq!(
-            crate::error::code_of(&decode_result(b"{", "1.0.0").unwrap_err()),
-            6
-        );
-    }
-
-    #[test]
-    fn foreign_plugin_is_executed_with_the_given_env() {
-        let dir = std::env::temp_dir().join(format!("cni-multi-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("echo-env");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\ncat >/dev/null\necho \"{\\\"cmd\\\":\\\"$CNI_COMMAND\\\"}\"\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let mut env = Env::new();
-        env.insert("CNI_COMMAND".into(), "ADD".into());
-        let path = [dir.clone()];
-        let out = invoke(&Invocation {
-            plugin_type: "echo-env",
-            path: &path,
-            env,
-            stdin: b"{}",
-        })
-        .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap().trim(), r#"{"cmd":"ADD"}"#);
-    }
-}
+#[path = "exec_tests.rs"]
+mod tests;

@@ -5,8 +5,11 @@
 //!
 //! Differences that keep the same final content: an address file is written to a temporary
 //! name and hard-linked into place (atomic and exclusive, where the reference writes after an
-//! `O_EXCL` create), and `last_reserved_ip.<set>` is replaced by rename. Only files named by a
-//! valid address are ever read as reservations.
+//! `O_EXCL` create), and `last_reserved_ip.<set>` is overwritten in place (see
+//! [`write_in_place`]). Only files named by a valid address are ever read as reservations. As
+//! in the reference, nothing is fsynced: the containers holding the addresses do not outlive a
+//! host crash either, and two fdatasyncs per ADD tripled its time. A torn
+//! `last_reserved_ip.<set>` after a crash only moves where the next search starts.
 
 use super::store::{Reservation, Store};
 use crate::error::{CniError, code};
@@ -15,7 +18,7 @@ use anyhow::Context;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,7 +73,7 @@ impl DiskStore {
         self.dir.join(format!("{LAST_IP_PREFIX}{set}"))
     }
 
-    /// Writes `content` to a new temporary file in the directory (mode 0600) and syncs it.
+    /// Writes `content` to a new temporary file in the directory (mode 0600).
     fn write_temp(&self, content: &str) -> anyhow::Result<PathBuf> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let name = format!(
@@ -85,13 +88,26 @@ impl DiskStore {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("create {}", path.display()))?;
-        let written = f.write_all(content.as_bytes()).and_then(|_| f.sync_data());
-        if let Err(e) = written {
+        if let Err(e) = f.write_all(content.as_bytes()) {
             let _ = fs::remove_file(&path);
             return Err(e).with_context(|| format!("write {}", path.display()));
         }
         Ok(path)
     }
+}
+
+/// Overwrites `path` with `text` without truncating it first: ext4 starts writeback when a file
+/// with data is truncated to zero or renamed over (`auto_da_alloc`), which cost 150-300 us per
+/// ADD. Readers hold the store's lock, so they never see the file half written.
+fn write_in_place(path: &Path, text: &str) -> std::io::Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all_at(text.as_bytes(), 0)?;
+    f.set_len(text.len() as u64)
 }
 
 /// `<data_dir>/<network>` after checking the name.
@@ -154,10 +170,8 @@ impl Store for DiskStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(e).with_context(|| format!("create {}", target.display())),
         }
-        let tmp = self.write_temp(&ip.to_string())?;
         let last = self.last_path(set);
-        if let Err(e) = fs::rename(&tmp, &last) {
-            let _ = fs::remove_file(&tmp);
+        if let Err(e) = write_in_place(&last, &ip.to_string()) {
             let _ = fs::remove_file(&target);
             return Err(e).with_context(|| format!("write {}", last.display()));
         }

@@ -104,6 +104,28 @@ fn reads_and_releases_reference_state() {
     );
 }
 
+/// `last_reserved_ip.N` is overwritten in place: a shorter address leaves no tail behind.
+#[test]
+fn last_reserved_ip_is_rewritten_exactly() {
+    let tmp = TempDir::new("disk-last");
+    let dir = tmp.path().join("net1");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("last_reserved_ip.0"), "10.1.0.254").unwrap();
+    let mut s = DiskStore::open(tmp.path(), "net1").unwrap();
+    let got = allocate(&mut s, &[set("10.1.0.0/24")], "c1", "eth0", &[]).unwrap();
+    assert_eq!(got[0].address.to_string(), "10.1.0.2/24", "wrapped around");
+    assert_eq!(
+        fs::read(dir.join("last_reserved_ip.0")).unwrap(),
+        b"10.1.0.2"
+    );
+    let got = allocate(&mut s, &[set("10.1.0.0/24")], "c2", "eth0", &[]).unwrap();
+    assert_eq!(got[0].address.to_string(), "10.1.0.3/24");
+    assert_eq!(
+        fs::read(dir.join("last_reserved_ip.0")).unwrap(),
+        b"10.1.0.3"
+    );
+}
+
 #[test]
 fn missing_directory_is_not_created_for_cleanup() {
     let tmp = TempDir::new("disk-missing");

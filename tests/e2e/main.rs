@@ -5,7 +5,11 @@
 mod support;
 
 mod bandwidth;
+mod host_local;
+mod host_local_interop;
 mod install_sh;
+mod ipam_delegate;
 mod loopback;
 mod rig;
+mod static_ipam;
 mod tuning;

@@ -15,6 +15,7 @@
 
 pub mod cni;
 pub mod farm;
+pub mod ipam;
 pub mod netns;
 pub mod tempdir;
 
