@@ -95,20 +95,25 @@ pub fn code_of(err: &anyhow::Error) -> u32 {
     cni_error_of(err).map_or(code::INTERNAL, |e| e.code)
 }
 
-/// Converts any error into the wire form: the code found in the chain, and the whole chain
-/// (`{:#}`) as the message unless the top of the chain is itself the `CniError`, whose message
-/// and details are then used as they are.
+/// Converts any error into the wire form: the code of the first [`CniError`] in the chain
+/// (999 if none), a message made of the whole chain, and that error's details kept apart, so a
+/// delegate's `details` survive the context a caller adds.
 pub fn to_wire(err: &anyhow::Error) -> CniError {
-    // `downcast_ref` would look through context; only an undecorated CniError is used whole.
-    if let Some(top) = err
-        .chain()
-        .next()
-        .and_then(|e| e.downcast_ref::<CniError>())
-    {
-        return top.clone();
+    let mut found: Option<&CniError> = None;
+    let mut parts = Vec::new();
+    for e in err.chain() {
+        match e.downcast_ref::<CniError>() {
+            Some(c) if found.is_none() => {
+                found = Some(c);
+                parts.push(c.msg.clone());
+            }
+            _ => parts.push(e.to_string()),
+        }
     }
-    let code = code_of(err);
-    CniError::new(code, format!("{err:#}"))
+    match found {
+        Some(c) => CniError { code: c.code, msg: parts.join(": "), details: c.details.clone() },
+        None => CniError::new(code::INTERNAL, parts.join(": ")),
+    }
 }
 
 /// Errors collected by a verb that must keep going (DEL, GC): every step runs, and the
@@ -171,6 +176,13 @@ mod tests {
         let w = to_wire(&e);
         assert_eq!(w.code, 7);
         assert_eq!(w.msg, "loading config: no name");
+    }
+
+    #[test]
+    fn details_survive_context() {
+        let inner: anyhow::Error = CniError::new(11, "busy").with_details("retry in 5s").into();
+        let e = inner.context("host-local ADD");
+        assert_eq!(to_wire(&e), CniError::new(11, "host-local ADD: busy").with_details("retry in 5s"));
     }
 
     #[test]
