@@ -10,6 +10,7 @@ mod host_local_interop;
 mod install_sh;
 mod ipam_delegate;
 mod loopback;
+mod podman;
 mod rig;
 mod static_ipam;
 mod tuning;

@@ -44,14 +44,26 @@ impl Pair {
 impl TestNs {
     /// Creates a fresh, empty netns (only a down `lo`). Panics if that is impossible (not root).
     pub fn new(label: &str) -> TestNs {
+        TestNs::spawn(label, &["--net"], "true")
+    }
+
+    /// A fresh netns whose holder also has a private mount namespace, prepared by the shell
+    /// script `setup` (e.g. tmpfs over `/run`) before it reports ready; reach it with
+    /// [`TestNs::mount_path`]. For programs, like a container runtime, that keep state in fixed
+    /// paths of the machine.
+    pub fn with_mounts(label: &str, setup: &str) -> TestNs {
+        TestNs::spawn(
+            label,
+            &["--net", "--mount", "--propagation", "private"],
+            setup,
+        )
+    }
+
+    fn spawn(label: &str, unshare: &[&str], setup: &str) -> TestNs {
+        let script = format!("{setup} && echo ready && exec cat >/dev/null");
         let mut holder = Command::new("unshare")
-            .args([
-                "--net",
-                "--",
-                "sh",
-                "-c",
-                "echo ready && exec cat >/dev/null",
-            ])
+            .args(unshare)
+            .args(["--", "sh", "-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -79,6 +91,11 @@ impl TestNs {
     /// `/proc/<pid>/ns/net`: what to pass as `CNI_NETNS` or to `nsenter --net=`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// `/proc/<pid>/ns/mnt`: the holder's mount namespace (private with [`TestNs::with_mounts`]).
+    pub fn mount_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/mnt", self.holder.id()))
     }
 
     /// The pid of the process holding the namespace.
