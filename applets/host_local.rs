@@ -2,11 +2,11 @@
 //! records each reservation as a file under `dataDir`, compatible with the reference's
 //! `plugins/ipam/host-local` (FEATURES.md 6.10). Run with the full network config of the
 //! plugin that delegates to it (FEATURES.md 1.7). Beyond the reference: GC releases every
-//! reservation not in `cni.dev/valid-attachments`, STATUS reports an exhausted range set with
+//! reservation not in `cni.dev/valid-attachments` (nothing without that key), STATUS reports an exhausted range set with
 //! code 50 (USER-ASKS rows 2, 3), CHECK also compares the reservations with `prevResult`, and a
 //! repeated ADD returns the addresses already held.
 
-use crate::error::{CniError, bad_config, code};
+use crate::error::{CniError, code};
 use crate::ipam::allocator::{allocate, free_addresses, release, release_all_but};
 use crate::ipam::config::{HostLocalConfig, read_resolv_conf};
 use crate::ipam::{DiskStore, RangeSet, Store};
@@ -77,11 +77,13 @@ impl Plugin for HostLocal {
 
     fn gc(&self, args: &CmdArgs) -> anyhow::Result<()> {
         let (conf, net) = load(args)?;
-        // Without the list nothing can be known to be stale; an empty list means "none valid".
-        let valid = net
-            .valid_attachments
-            .as_deref()
-            .ok_or_else(|| bad_config("GC needs cni.dev/valid-attachments"))?;
+        // Without the list nothing can be known to be stale, so nothing is released (an empty
+        // list means "none valid"). libcni sends no list when its caller gives none, as
+        // `cnitool gc` does after DELeting every cached attachment; failing there would fail
+        // every such GC, which the reference (no GC at all) never does.
+        let Some(valid) = net.valid_attachments.as_deref() else {
+            return Ok(());
+        };
         if let Some(mut store) = DiskStore::open_existing(&conf.data_dir, &conf.name)? {
             release_all_but(&mut store, valid)?;
         }
