@@ -12,5 +12,7 @@ mod ipam_delegate;
 mod loopback;
 mod podman;
 mod rig;
+mod runtime;
+mod runtime_bad;
 mod static_ipam;
 mod tuning;

@@ -125,6 +125,23 @@ impl Cni {
         self
     }
 
+    /// Runs the call under another program (`strace -f -o LOG`, `timeout 5`): `wrapper`'s first
+    /// word becomes the program, its other words and then the original program come first in
+    /// argv; environment and stdin are unchanged.
+    pub fn under<I, S>(mut self, wrapper: I) -> Cni
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut words: Vec<OsString> = wrapper.into_iter().map(Into::into).collect();
+        assert!(!words.is_empty(), "an empty wrapper");
+        let program = std::mem::replace(&mut self.program, PathBuf::from(words.remove(0)));
+        words.push(program.into_os_string());
+        words.append(&mut self.argv);
+        self.argv = words;
+        self
+    }
+
     /// How long the call may run before it is killed and the test panics.
     pub fn timeout(mut self, limit: Duration) -> Cni {
         self.timeout = limit;
