@@ -17,6 +17,7 @@
 
 use crate::support::cni::STD_PATH;
 use crate::support::{Cni, Farm, Outcome, TempDir, TestNs, announce_skip, require_root, skip};
+use cni_multi::runtime::ResultCache;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -265,10 +266,7 @@ fn serve_and_remove(label: &str, plugins: &Path) {
         format!("{id}\r\neth0"),
         "host-local's reservation for the container"
     );
-    let cached = podman.dir.join(format!("cache/results/{NET}-{id}-eth0"));
-    let cache: Value = serde_json::from_slice(&std::fs::read(&cached).unwrap()).unwrap();
-    assert_eq!(cache["kind"], "cniCacheV1");
-    assert_eq!(cache["result"]["ips"][0]["address"], "10.89.7.2/24");
+    assert_reads_libcni_cache(&podman, &id);
     assert_eq!(
         fetch(&podman.host, &format!("{address}:80")),
         PAGE,
@@ -285,6 +283,33 @@ fn serve_and_remove(label: &str, plugins: &Path) {
 
     podman.ok(&["rm", "--force", "--time", "0", "web"]);
     assert_nothing_left(&podman, &id, &address);
+}
+
+/// podman's libcni wrote the cache file: our reader takes it as GC would.
+fn assert_reads_libcni_cache(podman: &Podman, id: &str) {
+    let cache = ResultCache::new(podman.dir.join("cache"));
+    let entries = cache.cached_attachments(NET).expect("list the cache");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!((e.container_id.as_str(), e.if_name.as_str()), (id, "eth0"));
+    // libcni before 1.2 (podman 4.3 has 1.1.2) records no netns; later ones do.
+    assert!(
+        e.netns.is_empty() || e.netns.starts_with("/run/netns/"),
+        "{}",
+        e.netns
+    );
+    assert_eq!(
+        e.result["ips"][0]["address"], "10.89.7.2/24",
+        "{:?}",
+        e.result
+    );
+    let list: Value = serde_json::from_slice(&e.config).expect("the cached config");
+    assert_eq!(list["name"], NET);
+    let result = cache
+        .read_result(NET, id, "eth0")
+        .unwrap()
+        .expect("a result");
+    assert_eq!(result["cniVersion"], "1.0.0");
 }
 
 /// The container's eth0 address, from podman and from the kernel (which must agree).
