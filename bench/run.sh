@@ -18,7 +18,9 @@ loop_runs=${BENCH_LOOP_RUNS:-10}
 ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local)
+SECTIONS=(section_version section_loopback section_host_local section_runtime)
+# shellcheck source=bench/runtime.sh
+. "$top/bench/runtime.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
