@@ -1,6 +1,7 @@
 //! The applet registry: the one sorted table that dispatch, `cni-multi --list`, `install.sh`
 //! and the docs read. Adding an applet is one `mod` line and one row.
 
+mod bridge;
 mod host_local;
 mod loopback;
 mod net;
@@ -30,6 +31,11 @@ pub struct Applet {
 
 /// Every applet, sorted by name (a unit test keeps it so).
 pub static APPLETS: &[Applet] = &[
+    Applet {
+        name: "bridge",
+        about: "attaches the container to a host bridge through a veth pair (gateway, ipMasq, VLANs, spoof check)",
+        run: Run::Plugin(&bridge::Bridge),
+    },
     Applet {
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",

@@ -4,5 +4,10 @@
 
 mod support;
 
+mod bridge;
+mod bridge_failures;
 mod install_sh;
+mod interop;
+mod masq_traffic;
+mod podnet;
 mod rig;

@@ -17,6 +17,7 @@ pub mod cni;
 pub mod farm;
 pub mod netns;
 pub mod tempdir;
+pub mod traffic;
 
 #[allow(unused_imports)] // Re-exported for the applet test modules.
 pub use cni::{Cni, Outcome};
