@@ -5,6 +5,7 @@ mod bridge;
 mod host_local;
 mod loopback;
 mod net;
+mod ptp;
 mod static_ipam;
 
 use crate::skel::Plugin;
@@ -55,6 +56,11 @@ pub static APPLETS: &[Applet] = &[
         name: "net",
         about: "run a network configuration against a netns: add|check|del|gc|status (readable output)",
         run: Run::Tool(net::net_main),
+    },
+    Applet {
+        name: "ptp",
+        about: "a routed point-to-point veth between the container and the host (ipMasq)",
+        run: Run::Plugin(&ptp::Ptp),
     },
     Applet {
         name: "static",

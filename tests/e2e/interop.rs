@@ -92,3 +92,10 @@ fn bridge_interop_with_the_reference() {
         interop("bridge");
     }
 }
+
+#[test]
+fn ptp_interop_with_the_reference() {
+    if require_root() {
+        interop("ptp");
+    }
+}

@@ -10,4 +10,5 @@ mod install_sh;
 mod interop;
 mod masq_traffic;
 mod podnet;
+mod ptp;
 mod rig;

@@ -63,3 +63,10 @@ fn bridge_masquerades_on_both_backends() {
         masquerades("bridge");
     }
 }
+
+#[test]
+fn ptp_masquerades_on_both_backends() {
+    if require_root() {
+        masquerades("ptp");
+    }
+}
