@@ -6,6 +6,7 @@ mod support;
 
 mod bridge;
 mod bridge_failures;
+mod demo;
 mod install_sh;
 mod interop;
 mod masq_traffic;
