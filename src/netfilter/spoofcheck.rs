@@ -14,9 +14,9 @@
 //! }
 //! ```
 //!
-//! Setup is one atomic batch (the reference needs two): declare the table and chains, flush
-//! the two per-attachment chains, drop this attachment's earlier PREROUTING rule (the
-//! reference would add a second one on a repeated ADD), add the rules. Teardown deletes the
+//! Setup is one atomic batch (the reference needs two): declare the table and chains not
+//! there yet, flush the per-attachment chains that are, drop this attachment's earlier
+//! PREROUTING rule (the reference would add a second one on a repeated ADD), add the rules. Teardown deletes the
 //! PREROUTING rule and both chains; whatever is already gone is success.
 
 use super::nftables::expr::{self, Verdict};
@@ -74,34 +74,72 @@ pub fn table() -> Table {
     Table::new(NfFamily::Bridge, TABLE)
 }
 
-/// The setup batch: only frames from `host_iface` with source `mac` pass; `stale` rules (this
-/// port's earlier PREROUTING jump) are deleted first.
+/// What of the layout is there already: chains seen holding rules, and this port's earlier
+/// PREROUTING jump.
+#[derive(Debug, Default)]
+pub struct Existing {
+    /// Chains of `bridge nat` that hold at least one rule (so they exist).
+    pub chains: Vec<String>,
+    /// This port's PREROUTING jump rules from an earlier setup.
+    pub stale: Vec<RuleInfo>,
+}
+
+impl Existing {
+    /// Reads it from the rules of the whole table.
+    fn of(sc: &SpoofCheck<'_>, rules: Vec<RuleInfo>) -> Existing {
+        let mut chains: Vec<String> = rules.iter().map(|r| r.chain.clone()).collect();
+        chains.dedup();
+        let stale = rules.into_iter().filter(|r| sc.is_jump_rule(r)).collect();
+        Existing { chains, stale }
+    }
+
+    fn has(&self, chain: &str) -> bool {
+        self.chains.iter().any(|c| c == chain)
+    }
+}
+
+/// The setup batch: only frames from `host_iface` with source `mac` pass. Chains are declared
+/// only when not known to exist (updating an existing chain, like deleting a rule, makes the
+/// kernel wait an RCU grace period when the socket closes); `existing.stale` rules are
+/// deleted first.
 pub fn setup_batch(
     sc: &SpoofCheck<'_>,
     host_iface: &str,
     mac: &[u8; 6],
-    stale: &[RuleInfo],
+    existing: &Existing,
 ) -> Batch {
     let t = table();
     let (iface, mac_chain, comment) = (sc.iface_chain(), sc.mac_chain(), sc.comment());
     let mut b = Batch::new();
-    b.add_table(&t, None);
-    let hook = BaseChain {
-        kind: "filter",
-        hook: Hook::Prerouting,
-        priority: PRIORITY,
-    };
-    for (name, base) in [(PREROUTING, Some(hook)), (&iface, None), (&mac_chain, None)] {
+    if !existing.has(PREROUTING) {
+        b.add_table(&t, None);
+        let hook = BaseChain {
+            kind: "filter",
+            hook: Hook::Prerouting,
+            priority: PRIORITY,
+        };
         let chain = Chain {
-            name,
-            base,
+            name: PREROUTING,
+            base: Some(hook),
             comment: None,
         };
         b.add_chain(&t, &chain);
     }
-    b.flush_chain(&t, &iface);
-    b.flush_chain(&t, &mac_chain);
-    for r in stale {
+    for name in [&iface, &mac_chain] {
+        if existing.has(name) {
+            b.flush_chain(&t, name);
+        } else {
+            b.add_chain(
+                &t,
+                &Chain {
+                    name,
+                    base: None,
+                    comment: None,
+                },
+            );
+        }
+    }
+    for r in &existing.stale {
         b.delete_rule(&t, &r.chain, r.handle);
     }
     let mut jump = expr::iifname_match(host_iface);
@@ -124,12 +162,8 @@ pub fn setup_batch(
 /// Installs (or refreshes) the spoof check of one port: frames entering the bridge from
 /// `host_iface` must carry `mac` as their source.
 pub fn setup(nft: &mut Nft, sc: &SpoofCheck<'_>, host_iface: &str, mac: &[u8; 6]) -> Result<()> {
-    let stale: Vec<RuleInfo> = nft
-        .list_rules(&table(), Some(PREROUTING))?
-        .into_iter()
-        .filter(|r| sc.is_jump_rule(r))
-        .collect();
-    nft.apply(&setup_batch(sc, host_iface, mac, &stale))
+    let existing = Existing::of(sc, nft.list_rules(&table(), None)?);
+    nft.apply(&setup_batch(sc, host_iface, mac, &existing))
         .context("failed to setup spoof-check")
 }
 
@@ -185,14 +219,10 @@ mod tests {
 
     #[test]
     fn setup_batch_shape() {
-        let stale = [RuleInfo {
-            chain: PREROUTING.into(),
-            handle: 4,
-            comment: None,
-            exprs: vec![],
-        }];
-        let b = setup_batch(&SC, "veth1", &MAC, &stale);
-        let what: Vec<&str> = (0..b.len()).map(|i| b.describe(i).unwrap()).collect();
+        let fresh = setup_batch(&SC, "veth1", &MAC, &Existing::default());
+        let what: Vec<&str> = (0..fresh.len())
+            .map(|i| fresh.describe(i).unwrap())
+            .collect();
         assert_eq!(
             what,
             [
@@ -200,15 +230,32 @@ mod tests {
                 "add chain nat PREROUTING",
                 "add chain nat cni-br-iface-c1-eth0",
                 "add chain nat cni-br-iface-c1-eth0-mac",
-                "flush chain nat cni-br-iface-c1-eth0",
-                "flush chain nat cni-br-iface-c1-eth0-mac",
-                "delete rule nat PREROUTING handle 4",
                 "add rule nat PREROUTING (macspoofchk-c1-eth0)",
                 "add rule nat cni-br-iface-c1-eth0 (macspoofchk-c1-eth0)",
                 "add rule nat cni-br-iface-c1-eth0-mac (macspoofchk-c1-eth0)",
                 "add rule nat cni-br-iface-c1-eth0-mac (macspoofchk-c1-eth0)",
             ]
         );
+        let again = Existing {
+            chains: vec![PREROUTING.into(), SC.iface_chain(), SC.mac_chain()],
+            stale: vec![RuleInfo {
+                chain: PREROUTING.into(),
+                handle: 4,
+                comment: None,
+                exprs: vec![],
+            }],
+        };
+        let b = setup_batch(&SC, "veth1", &MAC, &again);
+        let what: Vec<&str> = (0..b.len()).map(|i| b.describe(i).unwrap()).collect();
+        assert_eq!(
+            what[..3],
+            [
+                "flush chain nat cni-br-iface-c1-eth0",
+                "flush chain nat cni-br-iface-c1-eth0-mac",
+                "delete rule nat PREROUTING handle 4",
+            ]
+        );
+        assert_eq!(b.len(), 7);
     }
 
     /// `nft list ruleset` prints our rules exactly as it prints the reference's (the text
