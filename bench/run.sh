@@ -3,8 +3,10 @@
 # reference plugins (/usr/lib/cni, Debian's containernetworking-plugins), in one run, on this
 # machine, printed as a markdown table of medians and ratios, plus peak RSS and binary sizes.
 # Uses hyperfine (installed with apt-get if missing; it subtracts the shell's own start-up) or,
-# failing that, a loop timed with `date +%s%N`. Plugins run in a throwaway netns bench-<pid>,
-# removed on exit with the temp CNI_PATH farm. Not part of `make test`.
+# failing that, a loop timed with `date +%s%N`. Plugins run against a throwaway netns bench-<pid>;
+# pod-network plugins (bridge) run inside a throwaway host netns benchhost-<pid> too, so their
+# bridge, sysctls and masquerade rules never touch the machine. Both netns and the temp CNI_PATH
+# farm are removed on exit. Not part of `make test`.
 #
 # Sections are functions (section_version, section_loopback, ...); add one per applet family and
 # list it in SECTIONS below. Environment: BENCH_RUNS (default 200), REF_CNI_PATH (/usr/lib/cni),
@@ -15,14 +17,16 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 runs=${BENCH_RUNS:-200}
 ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
+hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback)
+SECTIONS=(section_version section_loopback section_bridge)
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 
 cleanup() {
   ip netns delete "$ns" 2>/dev/null || true
+  ip netns delete "$hostns" 2>/dev/null || true
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 
@@ -45,18 +49,22 @@ ensure_tools() {
 
 use_hyperfine() { [ "${BENCH_TIMER:-}" != loop ] && command -v hyperfine >/dev/null; }
 
-# Median wall time of shell command $1 in microseconds.
+# Median wall time of shell command $1 in microseconds; $2, if given, runs (untimed) before
+# each run, e.g. a DEL before each timed ADD.
 median_us() {
+  local prepare=${2:-true}
   if use_hyperfine; then
     # hyperfine discards the command's output; on failure, run it once more to show it.
-    if ! hyperfine --style none --warmup 10 --runs "$runs" --export-json "$tmp/h.json" -- "$1" >/dev/null 2>&1; then
-      sh -c "$1" >&2 || true
+    if ! hyperfine --style none --warmup 10 --runs "$runs" --prepare "$prepare" \
+      --export-json "$tmp/h.json" -- "$1" >/dev/null 2>&1; then
+      sh -c "$prepare; $1" >&2 || true
       die "benchmark failed: $1"
     fi
     sed -n 's/^ *"median": *\([0-9.eE+-]*\),*$/\1/p' "$tmp/h.json" | head -n 1 | awk '{ printf "%d\n", $1 * 1e6 }'
   else
     local i t0 t1
     for ((i = 0; i < runs; i++)); do
+      eval "$prepare" >/dev/null 2>&1 || die "benchmark preparation failed: $prepare"
       t0=$(date +%s%N)
       eval "$1" >/dev/null 2>&1 || die "benchmark failed: $1"
       t1=$(date +%s%N)
@@ -69,16 +77,22 @@ ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 ROWS=()
-# row LABEL EXECS OURS_CMD [REF_CMD]: EXECS is how many plugin execs one run makes (for the floor).
+# row LABEL EXECS OURS_CMD [REF_CMD]: EXECS is how many execs one run makes (for the floor).
 row() {
-  local label=$1 execs=$2 ours=$3 theirs=${4:-} o r="" rs="–" rr="–"
-  o=$(median_us "$ours")
-  if [ -n "$theirs" ]; then
-    r=$(median_us "$theirs")
-    rs=$(ms "$r")
-    rr=$(ratio "$o" "$r")
+  local o r=""
+  o=$(median_us "$3")
+  [ -z "${4:-}" ] || r=$(median_us "$4")
+  add_row "$1" "$2" "$o" "$r"
+}
+
+# add_row LABEL EXECS OURS_US [REF_US]: one table row from measured medians.
+add_row() {
+  local rs="–" rr="–"
+  if [ -n "${4:-}" ]; then
+    rs=$(ms "$4")
+    rr=$(ratio "$3" "$4")
   fi
-  ROWS+=("| $label | $(ms "$o") | $rs | $(ratio "$o" $((floor * execs))) | $rr |")
+  ROWS+=("| $1 | $(ms "$3") | $rs | $(ratio "$3" $((floor * $2))) | $rr |")
 }
 
 have_applet() { grep -qx "$1" "$tmp/applets"; }
@@ -105,6 +119,59 @@ section_loopback() {
   local conf=$top/testdata/netconf/demo-loopback.conf theirs=""
   have_ref loopback && theirs="$(call "$ref" loopback ADD "$conf"); $(call "$ref" loopback DEL "$conf")"
   row "loopback ADD + DEL" 2 "$(call "$farm" loopback ADD "$conf"); $(call "$farm" loopback DEL "$conf")" "$theirs"
+}
+
+# A pod-network call as a runtime on the host makes it, here inside the throwaway host netns.
+pod_call() { # pod_call DIR PLUGIN VERB CONFIG
+  printf 'nsenter --net=/run/netns/%s env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=%s CNI_CONTAINERID=bench-%s CNI_NETNS=/run/netns/%s CNI_IFNAME=eth0 CNI_PATH=%s %s/%s <%s >/dev/null' \
+    "$hostns" "$3" "$$" "$ns" "$1" "$1" "$2" "$4"
+}
+
+# bridge_conf FILE MASQ: a bridge + host-local config; MASQ is "", "iptables" or "nftables"
+# (the reference v1.1.1 knows only iptables and ignores ipMasqBackend).
+bridge_conf() {
+  local masq=""
+  [ -z "$2" ] || masq="\"ipMasq\": true, \"ipMasqBackend\": \"$2\","
+  printf '%s\n' "{\"cniVersion\": \"1.0.0\", \"name\": \"benchnet\", \"type\": \"bridge\"," \
+    " \"bridge\": \"benchbr0\", \"isGateway\": true, $masq" \
+    " \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"$tmp/ipam\"," \
+    "  \"ranges\": [[{\"subnet\": \"10.99.0.0/24\"}]]}}" >"$1"
+}
+
+# ADD and DEL timed separately: each ADD after an untimed DEL, each DEL after an untimed ADD,
+# and every case ends detached. One timed call is one exec of nsenter and one of the plugin
+# (the reference also execs host-local, and iptables with ipMasq; ours runs host-local in
+# process).
+bridge_rows() { # bridge_rows LABEL OURS_CONF [REF_CONF]
+  local label=$1 add del oa od ra="" rd=""
+  add=$(pod_call "$farm" bridge ADD "$2")
+  del=$(pod_call "$farm" bridge DEL "$2")
+  oa=$(median_us "$add" "$del")
+  sh -c "$del"
+  od=$(median_us "$del" "$add")
+  if have_ref bridge && have_ref host-local && [ -n "${3:-}" ]; then
+    add=$(pod_call "$ref" bridge ADD "$3")
+    del=$(pod_call "$ref" bridge DEL "$3")
+    ra=$(median_us "$add" "$del")
+    sh -c "$del"
+    rd=$(median_us "$del" "$add")
+  fi
+  add_row "bridge + host-local ADD, $label" 2 "$oa" "$ra"
+  add_row "bridge + host-local DEL, $label" 2 "$od" "$rd"
+}
+
+section_bridge() {
+  { have_applet bridge && have_applet host-local; } || { note "bridge: not in this build yet; skipped"; return 0; }
+  ip netns add "$hostns"
+  bridge_conf "$tmp/br.json" ""
+  bridge_conf "$tmp/br-nft.json" nftables
+  bridge_conf "$tmp/br-ipt.json" iptables
+  bridge_rows "no ipMasq" "$tmp/br.json" "$tmp/br.json"
+  bridge_rows "ipMasq (ours: nftables; reference: iptables)" "$tmp/br-nft.json" "$tmp/br-ipt.json"
+  bridge_rows "ipMasq, both iptables" "$tmp/br-ipt.json" "$tmp/br-ipt.json"
+  local left
+  left=$(ip netns exec "$hostns" sh -c 'ip -brief link show type veth; iptables-save -t nat | grep CNI-; nft list ruleset | grep " masquerade "; ls '"$tmp/ipam/benchnet"' | grep -v -e lock -e last_reserved' || true)
+  [ -z "$left" ] || die "bridge: left behind: $left"
 }
 
 RSS=()
