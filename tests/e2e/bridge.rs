@@ -222,7 +222,7 @@ fn hairpin_isolation_promisc_and_mtu() {
     }
     let pair = Pair::new("br-port");
     let data = TempDir::new("br-port");
-    let extra = json!({"hairpinMode": true, "portIsolation": true, "mtu": 1400});
+    let extra = json!({"hairpinMode": true, "mtu": 1400});
     let c = versioned(&conf(&data, &["10.13.0.0/24"], extra), "1.1.0");
     let r = ours(&pair, "c1")
         .run(&pair.host, "ADD", &c)
@@ -232,7 +232,7 @@ fn hairpin_isolation_promisc_and_mtu() {
     let port = brport(&pair.host, &veth);
     assert_eq!(
         (port["hairpin"].clone(), port["isolated"].clone()),
-        (json!(true), json!(true))
+        (json!(true), json!(false))
     );
     assert_eq!(pair.host.link(&veth).unwrap()["mtu"], 1400);
     assert_eq!(pair.container.link("eth0").unwrap()["mtu"], 1400);
@@ -240,6 +240,11 @@ fn hairpin_isolation_promisc_and_mtu() {
         pair.host.link("br0").unwrap()["mtu"],
         1400,
         "a new bridge gets the MTU"
+    );
+    assert_eq!(
+        hairpinned(&pair.container),
+        5,
+        "hairpin sends frames back out of their port"
     );
     ours(&pair, "c1")
         .run(&pair.host, "CHECK", &with_prev(&c, &r))
@@ -249,7 +254,11 @@ fn hairpin_isolation_promisc_and_mtu() {
         .ok();
 
     let plain = versioned(
-        &conf(&data, &["10.13.0.0/24"], json!({"promiscMode": true})),
+        &conf(
+            &data,
+            &["10.13.0.0/24"],
+            json!({"promiscMode": true, "portIsolation": true}),
+        ),
         "1.1.0",
     );
     let r = ours(&pair, "c2")
@@ -260,7 +269,12 @@ fn hairpin_isolation_promisc_and_mtu() {
     let port = brport(&pair.host, &veth);
     assert_eq!(
         (port["hairpin"].clone(), port["isolated"].clone()),
-        (json!(false), json!(false))
+        (json!(false), json!(true))
+    );
+    assert_eq!(
+        hairpinned(&pair.container),
+        0,
+        "without hairpin they are not"
     );
     let flags = pair.host.link("br0").unwrap()["flags"].clone();
     assert!(
@@ -288,6 +302,40 @@ fn hairpin_isolation_promisc_and_mtu() {
     let e = ours(&pair, "c3").run(&pair.host, "ADD", &both);
     e.expect_error(7);
     assert!(host_veths(&pair.host).is_empty());
+}
+
+/// Sends 5 pings from the container to a made-up neighbour whose MAC is the container's own:
+/// the bridge can only deliver them back out of the port they came in on. Returns how many
+/// came back, counted by an nft rule at the container's prerouting (other frames, e.g. the
+/// bridge's IPv6 multicast, do not count).
+fn hairpinned(ctr: &TestNs) -> u64 {
+    ctr.sh(
+        "nft delete table ip hairpin 2>/dev/null; nft add table ip hairpin && \
+         nft add chain ip hairpin pre '{ type filter hook prerouting priority -300; }' && \
+         nft add rule ip hairpin pre ip daddr 10.13.0.200 counter",
+    );
+    let own = ctr.link("eth0").unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ctr.ip(&[
+        "neigh",
+        "replace",
+        "10.13.0.200",
+        "lladdr",
+        &own,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    let _ = ctr.exec(["ping", "-c", "5", "-i", "0.05", "-W", "1", "10.13.0.200"]);
+    let rules = ctr.run(["nft", "list", "table", "ip", "hairpin"]);
+    let packets = rules
+        .split("counter packets ")
+        .nth(1)
+        .expect("counter rule");
+    packets.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 #[test]
