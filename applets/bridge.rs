@@ -95,23 +95,12 @@ impl Plugin for Bridge {
         }
         let mut result = base_result(&br, &pair.host, &pair.container, args);
         if let Some(ipam) = podnet::ipam_type(&conf.net) {
-            let ipam_result = podnet::ipam_add(args, ipam, &mut rb)?;
-            let gateways = apply_ipam(&mut result, ipam_result, &conf);
-            container_sysctls(&ns, &args.ifname, conf.enable_dad);
-            configure_iface(&cont, &ns, &args.ifname, &result)?;
-            if conf.is_gateway() {
-                add_gateways(&host, &br, &gateways, &conf, &mut result)?;
-            }
-            if conf.ip_masq {
-                let nets = podnet::result_nets(&result);
-                podnet::setup_masq(
-                    conf.ip_masq_backend.as_deref(),
-                    &conf.net,
-                    args,
-                    nets,
-                    &mut rb,
-                )?;
-            }
+            let sides = Sides {
+                host: &host,
+                cont: &cont,
+                ns: &ns,
+            };
+            add_layer3(ipam, args, &conf, &sides, &br, &mut result, &mut rb)?;
         } else if !conf.disable_container_interface {
             cont.set_up(pair.container.index)
                 .with_context(|| format!("failed to set {} up", args.ifname))?;
@@ -371,6 +360,38 @@ fn apply_ipam(result: &mut CniResult, ipam: CniResult, conf: &Config) -> Vec<IpN
         }
     }
     gateways
+}
+
+/// The host and the container, as the ADD steps reach them.
+struct Sides<'a> {
+    host: &'a Handle,
+    cont: &'a Handle,
+    ns: &'a Netns,
+}
+
+/// The L3 part of ADD: IPAM (released again on a later failure), addresses and routes in the
+/// container, gateways on the bridge, masquerading (removed again on a later failure).
+fn add_layer3<'a>(
+    ipam: &'a str,
+    args: &'a CmdArgs,
+    conf: &'a Config,
+    sides: &Sides<'_>,
+    br: &Link,
+    result: &mut CniResult,
+    rb: &mut Rollback<'a>,
+) -> Result<()> {
+    let ipam_result = podnet::ipam_add(args, ipam, rb)?;
+    let gateways = apply_ipam(result, ipam_result, conf);
+    container_sysctls(sides.ns, &args.ifname, conf.enable_dad);
+    configure_iface(sides.cont, sides.ns, &args.ifname, result)?;
+    if conf.is_gateway() {
+        add_gateways(sides.host, br, &gateways, conf, result)?;
+    }
+    if conf.ip_masq {
+        let backend = conf.ip_masq_backend.as_deref();
+        podnet::setup_masq(backend, &conf.net, args, podnet::result_nets(result), rb)?;
+    }
+    Ok(())
 }
 
 /// The subnet's network address + 1 (`calcGatewayIP`).
