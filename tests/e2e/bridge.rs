@@ -464,3 +464,32 @@ fn layer2_only_and_disabled_container_interface() {
     ours(&pair, "c2").run(&pair.host, "DEL", &off).ok();
     assert!(host_veths(&pair.host).is_empty());
 }
+
+#[test]
+fn enabledad_turns_duplicate_address_detection_on() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("br-dad");
+    let data = TempDir::new("br-dad");
+    let c = versioned(
+        &conf(&data, &["10.16.0.0/24"], json!({"enabledad": true})),
+        "1.0.0",
+    );
+    // A new interface takes these from `default`; off there, so only the plugin can turn them on.
+    pair.container.sh(
+        "sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.default.enhanced_dad=0 \
+         net.ipv4.conf.default.arp_notify=0",
+    );
+    ours(&pair, "c1").run(&pair.host, "ADD", &c).ok();
+    let knobs = [
+        "net.ipv6.conf.eth0.accept_dad",
+        "net.ipv6.conf.eth0.enhanced_dad",
+        "net.ipv4.conf.eth0.arp_notify",
+    ];
+    let values = pair
+        .container
+        .run(["sysctl", "-n", knobs[0], knobs[1], knobs[2]]);
+    assert_eq!(values, "1\n1\n1\n");
+    ours(&pair, "c1").run(&pair.host, "DEL", &c).ok();
+}
