@@ -3,8 +3,10 @@
 # reference plugins (/usr/lib/cni, Debian's containernetworking-plugins), in one run, on this
 # machine, printed as a markdown table of medians and ratios, plus peak RSS and binary sizes.
 # Uses hyperfine (installed with apt-get if missing; it subtracts the shell's own start-up) or,
-# failing that, a loop timed with `date +%s%N`. Plugins run in a throwaway netns bench-<pid>,
-# removed on exit with the temp CNI_PATH farm. Not part of `make test`.
+# failing that, a loop timed with `date +%s%N`. Plugins run against a throwaway netns bench-<pid>;
+# pod-network plugins (bridge) run inside a throwaway host netns benchhost-<pid> too, so their
+# bridge, sysctls and masquerade rules never touch the machine. Both netns and the temp CNI_PATH
+# farm are removed on exit. Not part of `make test`.
 #
 # Sections are functions (section_version, section_loopback, ...); add one per applet family and
 # list it in SECTIONS below. Environment: BENCH_RUNS (default 200), BENCH_LOOP_RUNS (runs of
@@ -17,14 +19,16 @@ runs=${BENCH_RUNS:-200}
 loop_runs=${BENCH_LOOP_RUNS:-10}
 ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
+hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local)
+SECTIONS=(section_version section_loopback section_host_local section_bridge)
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 
 cleanup() {
   ip netns delete "$ns" 2>/dev/null || true
+  ip netns delete "$hostns" 2>/dev/null || true
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 
@@ -108,6 +112,16 @@ TARGETS=()
 # target TEXT MET: one line of the targets list under the table.
 target() { TARGETS+=("- $1: $([ "$2" = 1 ] && echo met || echo "**not met**")"); }
 
+# add_row LABEL EXECS OURS_US [REF_US]: one table row from medians measured elsewhere.
+add_row() {
+  local rs="–" rr="–"
+  if [ -n "${4:-}" ]; then
+    rs=$(ms "$4")
+    rr=$(ratio "$3" "$4")
+  fi
+  ROWS+=("| $1 | $(ms "$3") | $rs | $(ratio "$3" $((floor * $2))) | $rr |")
+}
+
 have_applet() { grep -qx "$1" "$tmp/applets"; }
 have_ref() { [ -x "$ref/$1" ]; }
 
@@ -167,6 +181,59 @@ section_host_local() {
     target "host-local 100 ADDs $(ratio "$LAST_REF" "$LAST_OURS")x faster than the reference (>= 5x)" \
       "$((LAST_OURS * 5 <= LAST_REF))"
   fi
+}
+
+# A pod-network call as a runtime on the host makes it, here inside the throwaway host netns.
+pod_call() { # pod_call DIR PLUGIN VERB CONFIG
+  printf 'nsenter --net=/run/netns/%s env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=%s CNI_CONTAINERID=bench-%s CNI_NETNS=/run/netns/%s CNI_IFNAME=eth0 CNI_PATH=%s %s/%s <%s >/dev/null' \
+    "$hostns" "$3" "$$" "$ns" "$1" "$1" "$2" "$4"
+}
+
+# bridge_conf FILE MASQ: a bridge + host-local config; MASQ is "", "iptables" or "nftables"
+# (the reference v1.1.1 knows only iptables and ignores ipMasqBackend).
+bridge_conf() {
+  local masq=""
+  [ -z "$2" ] || masq="\"ipMasq\": true, \"ipMasqBackend\": \"$2\","
+  printf '%s\n' "{\"cniVersion\": \"1.0.0\", \"name\": \"benchnet\", \"type\": \"bridge\"," \
+    " \"bridge\": \"benchbr0\", \"isGateway\": true, $masq" \
+    " \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"$tmp/ipam\"," \
+    "  \"ranges\": [[{\"subnet\": \"10.99.0.0/24\"}]]}}" >"$1"
+}
+
+# ADD and DEL timed separately: each ADD after an untimed DEL, each DEL after an untimed ADD,
+# and every case ends detached. One timed call is one exec of nsenter and one of the plugin
+# (the reference also execs host-local, and iptables with ipMasq; ours runs host-local in
+# process).
+bridge_rows() { # bridge_rows LABEL OURS_CONF [REF_CONF]
+  local label=$1 add del oa od ra="" rd=""
+  add=$(pod_call "$farm" bridge ADD "$2")
+  del=$(pod_call "$farm" bridge DEL "$2")
+  oa=$(median_us "$add" "$del")
+  sh -c "$del"
+  od=$(median_us "$del" "$add")
+  if have_ref bridge && have_ref host-local && [ -n "${3:-}" ]; then
+    add=$(pod_call "$ref" bridge ADD "$3")
+    del=$(pod_call "$ref" bridge DEL "$3")
+    ra=$(median_us "$add" "$del")
+    sh -c "$del"
+    rd=$(median_us "$del" "$add")
+  fi
+  add_row "bridge + host-local ADD, $label" 2 "$oa" "$ra"
+  add_row "bridge + host-local DEL, $label" 2 "$od" "$rd"
+}
+
+section_bridge() {
+  { have_applet bridge && have_applet host-local; } || { note "bridge: not in this build yet; skipped"; return 0; }
+  ip netns add "$hostns"
+  bridge_conf "$tmp/br.json" ""
+  bridge_conf "$tmp/br-nft.json" nftables
+  bridge_conf "$tmp/br-ipt.json" iptables
+  bridge_rows "no ipMasq" "$tmp/br.json" "$tmp/br.json"
+  bridge_rows "ipMasq (ours: nftables; reference: iptables)" "$tmp/br-nft.json" "$tmp/br-ipt.json"
+  bridge_rows "ipMasq, both iptables" "$tmp/br-ipt.json" "$tmp/br-ipt.json"
+  local left
+  left=$(ip netns exec "$hostns" sh -c 'ip -brief link show type veth; iptables-save -t nat | grep CNI-; nft list ruleset | grep " masquerade "; ls '"$tmp/ipam/benchnet"' | grep -v -e lock -e last_reserved' || true)
+  [ -z "$left" ] || die "bridge: left behind: $left"
 }
 
 RSS=()

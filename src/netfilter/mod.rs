@@ -8,6 +8,7 @@ pub mod iptables;
 pub mod masq;
 pub mod naming;
 pub mod nftables;
+pub mod spoofcheck;
 
 #[cfg(test)]
 pub(crate) mod oracle;

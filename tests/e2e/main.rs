@@ -5,11 +5,18 @@
 mod support;
 
 mod bandwidth;
+mod bridge;
+mod bridge_failures;
+mod demo;
 mod host_local;
 mod host_local_interop;
 mod install_sh;
+mod interop;
 mod ipam_delegate;
 mod loopback;
+mod masq_traffic;
+mod podnet;
+mod ptp;
 mod rig;
 mod static_ipam;
 mod tuning;

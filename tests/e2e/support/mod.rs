@@ -18,6 +18,7 @@ pub mod farm;
 pub mod ipam;
 pub mod netns;
 pub mod tempdir;
+pub mod traffic;
 
 #[allow(unused_imports)] // Re-exported for the applet test modules.
 pub use cni::{Cni, Outcome};
