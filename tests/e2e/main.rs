@@ -5,4 +5,5 @@
 mod support;
 
 mod install_sh;
+mod portmap;
 mod rig;

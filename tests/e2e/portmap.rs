@@ -1,0 +1,553 @@
+//! portmap end to end: the binary run in a throwaway "host" netns, with real traffic through
+//! the forwarded ports. The container side is built here with `ip` (a veth pair to the fake
+//! host, addresses, default routes, forwarding on the host) and a hand-written `prevResult`;
+//! an "outside" netns hangs off the host on a second veth pair. Echo servers (TCP and UDP, in
+//! this process, on sockets opened inside the container netns) answer with the peer address
+//! they saw, so the tests also see who was masqueraded.
+//!
+//! Covered for both backends and cniVersion 0.3.1, 0.4.0, 1.0.0, 1.1.0: outside → host IP
+//! (TCP and UDP, IPv4 and IPv6), host → 127.0.0.1 (route_localnet), container → its own host
+//! port (hairpin), CHECK, DEL twice, nothing left. Plus bad input (nothing applied), interop
+//! with the reference portmap both ways, and 200 containers added and deleted.
+
+use crate::support::{Cni, Farm, TestNs, reference_plugin, require_root, skip};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const TCP_HOST: u16 = 18080;
+const TCP_CTR: u16 = 8080;
+const UDP_HOST: u16 = 15353;
+const UDP_CTR: u16 = 5353;
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `f` on a short-lived thread moved into `ns`: sockets it opens stay in `ns`.
+fn in_ns<T: Send + 'static>(ns: &TestNs, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = ns.path().to_path_buf();
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).expect("open netns");
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread in netns")
+}
+
+/// Fake host, container and outside netns, wired with two veth pairs.
+struct Topo {
+    host: TestNs,
+    ctr: TestNs,
+    out: TestNs,
+}
+
+impl Topo {
+    fn new(label: &str) -> Topo {
+        let t = Topo {
+            host: TestNs::new(&format!("{label}-host")),
+            ctr: TestNs::new(&format!("{label}-ctr")),
+            out: TestNs::new(&format!("{label}-out")),
+        };
+        // No DAD anywhere (link-locals included), so IPv6 works at once.
+        for ns in [&t.host, &t.ctr, &t.out] {
+            ns.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+        }
+        t.wire(&t.ctr, "ctrh", "10.99.0", "fd99:");
+        t.wire(&t.out, "outh", "192.168.77", "fd77:");
+        t.host
+            .sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 \
+             && sysctl -qw net.ipv6.conf.all.forwarding=1");
+        t
+    }
+
+    /// A veth `host_if` (host, .1 / ::1) <-> eth0 (`peer`, .2 / ::2), default routes via host.
+    fn wire(&self, peer: &TestNs, host_if: &str, v4: &str, v6: &str) {
+        self.host.sh(&format!(
+            "ip link add {host_if} type veth peer name eth0 netns {pid} \
+             && ip addr add {v4}.1/24 dev {host_if} && ip addr add {v6}:1/64 dev {host_if} nodad \
+             && ip link set {host_if} up",
+            pid = peer.pid()
+        ));
+        peer.sh(&format!(
+            "ip link set lo up && ip addr add {v4}.2/24 dev eth0 \
+             && ip addr add {v6}:2/64 dev eth0 nodad && ip link set eth0 up \
+             && ip route add default via {v4}.1 && ip -6 route add default via {v6}:1 \
+             && ping -c1 -W2 {v4}.1 >/dev/null && ping -6 -c1 -W2 {v6}:1 >/dev/null"
+        ));
+    }
+}
+
+/// Echo servers in the container: TCP on [::]:8080 and UDP on [::]:5353, both answering
+/// `<peer address> <request>`. Stopped on drop.
+struct Servers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn peer_ip(a: SocketAddr) -> IpAddr {
+    a.ip().to_canonical()
+}
+
+impl Servers {
+    fn start(ns: &TestNs) -> Servers {
+        let (tcp, udp) = in_ns(ns, || {
+            let t = TcpListener::bind(("::", TCP_CTR)).expect("bind tcp");
+            let u = UdpSocket::bind(("::", UDP_CTR)).expect("bind udp");
+            (t, u)
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        tcp.set_nonblocking(true).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let s1 = stop.clone();
+        let t1 = std::thread::spawn(move || {
+            while !s1.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((mut c, peer)) => {
+                        c.set_nonblocking(false).unwrap();
+                        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                        let mut req = String::new();
+                        let _ = c.read_to_string(&mut req);
+                        let _ = write!(c, "{} {}", peer_ip(peer), req.trim());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let s2 = stop.clone();
+        let t2 = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = udp.recv_from(&mut buf) {
+                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let _ = udp.send_to(format!("{} {req}", peer_ip(peer)).as_bytes(), peer);
+                }
+            }
+        });
+        Servers {
+            stop,
+            threads: vec![t1, t2],
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One TCP request from `ns` to `to`: the server's answer, or why there was none.
+fn tcp_ask(ns: &TestNs, to: &str) -> Result<String, String> {
+    let to: SocketAddr = to.parse().unwrap();
+    in_ns(ns, move || {
+        let mut c = TcpStream::connect_timeout(&to, IO_TIMEOUT).map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        c.write_all(b"ping").map_err(|e| e.to_string())?;
+        c.shutdown(std::net::Shutdown::Write)
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+        Ok(answer)
+    })
+}
+
+/// One UDP request (retried a few times: a datagram may meet an unready neighbour).
+fn udp_ask(ns: &TestNs, to: &str) -> Result<String, String> {
+    let to: SocketAddr = to.parse().unwrap();
+    in_ns(ns, move || {
+        let any = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let s = UdpSocket::bind(any).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        for _ in 0..4 {
+            s.send_to(b"ping", to).map_err(|e| e.to_string())?;
+            if let Ok(n) = s.recv(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).to_string());
+            }
+        }
+        Err("no UDP answer".into())
+    })
+}
+
+/// A prevResult in `version`'s format for the container's two addresses.
+fn prev_result(version: &str, netns: &str) -> Value {
+    let ip = |addr: &str, v: &str| {
+        let mut j = json!({"address": addr, "gateway": addr.replace("::2/64", "::1").replace(".2/24", ".1"), "interface": 1});
+        if version.starts_with("0.") {
+            j["version"] = v.into();
+        }
+        j
+    };
+    json!({
+        "cniVersion": version,
+        "interfaces": [{"name": "ctrh"}, {"name": "eth0", "sandbox": netns}],
+        "ips": [ip("10.99.0.2/24", "4"), ip("fd99::2/64", "6")]
+    })
+}
+
+fn config(version: &str, backend: &str, netns: &str, mappings: Value) -> Value {
+    json!({
+        "cniVersion": version, "name": "pmnet", "type": "portmap", "backend": backend,
+        "runtimeConfig": {"portMappings": mappings},
+        "prevResult": prev_result(version, netns)
+    })
+}
+
+fn both_mappings() -> Value {
+    json!([
+        {"hostPort": TCP_HOST, "containerPort": TCP_CTR, "protocol": "tcp"},
+        {"hostPort": UDP_HOST, "containerPort": UDP_CTR, "protocol": "udp"}
+    ])
+}
+
+fn call(
+    verb: &str,
+    applet: Cni,
+    id: &str,
+    topo_ctr: &TestNs,
+    conf: &Value,
+    host: &TestNs,
+) -> crate::support::Outcome {
+    applet
+        .command(verb)
+        .container_id(id)
+        .netns(topo_ctr.path())
+        .ifname("eth0")
+        .config(conf)
+        .run_in(host)
+}
+
+/// What of portmap is in the host's netfilter state: per-container chains and rules, and
+/// any rule naming `id`.
+fn residue(host: &TestNs, id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for tool in ["iptables-save", "ip6tables-save"] {
+        let text = host.run([tool, "-t", "nat"]);
+        out.extend(
+            text.lines()
+                .filter(|l| l.contains("CNI-DN-") || l.contains(id))
+                .map(|l| format!("{tool}: {l}")),
+        );
+    }
+    let nft = host.run(["nft", "list", "ruleset"]);
+    out.extend(
+        nft.lines()
+            .filter(|l| l.contains(id))
+            .map(|l| format!("nft: {l}")),
+    );
+    out
+}
+
+fn have_tools() -> bool {
+    ["nft", "iptables-save", "ip6tables-save"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// ADD, traffic of every kind, CHECK, DEL twice and no residue, for each spec version.
+fn traffic_for(backend: &str) {
+    if !require_root() {
+        return;
+    }
+    if !have_tools() {
+        skip!("needs nft and iptables as oracles");
+    }
+    let farm = Farm::shared();
+    let topo = Topo::new(&format!("pm-{backend}"));
+    let _servers = Servers::start(&topo.ctr);
+    let ns = topo.ctr.path().display().to_string();
+    for version in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+        let id = format!("pm-{backend}-{}", version.replace('.', ""));
+        let conf = config(version, backend, &ns, both_mappings());
+        let run = |verb: &str| {
+            call(
+                verb,
+                Cni::new(farm, "portmap"),
+                &id,
+                &topo.ctr,
+                &conf,
+                &topo.host,
+            )
+        };
+        let added = run("ADD");
+        let result = added.result();
+        assert_eq!(result["cniVersion"], version, "{added}");
+        assert_eq!(result["ips"].as_array().map(Vec::len), Some(2), "{added}");
+
+        let what = format!("{backend} {version}");
+        let ok = |r: Result<String, String>, peer: &str, case: &str| {
+            let answer = r.unwrap_or_else(|e| panic!("{what} {case}: {e}"));
+            assert_eq!(answer, format!("{peer} ping"), "{what} {case}");
+        };
+        ok(
+            tcp_ask(&topo.out, "192.168.77.1:18080"),
+            "192.168.77.2",
+            "outside tcp v4",
+        );
+        ok(
+            tcp_ask(&topo.out, "[fd77::1]:18080"),
+            "fd77::2",
+            "outside tcp v6",
+        );
+        ok(
+            udp_ask(&topo.out, "192.168.77.1:15353"),
+            "192.168.77.2",
+            "outside udp v4",
+        );
+        ok(
+            udp_ask(&topo.out, "[fd77::1]:15353"),
+            "fd77::2",
+            "outside udp v6",
+        );
+        ok(
+            tcp_ask(&topo.host, "127.0.0.1:18080"),
+            "10.99.0.1",
+            "host localhost",
+        );
+        ok(
+            tcp_ask(&topo.ctr, "10.99.0.1:18080"),
+            "10.99.0.1",
+            "hairpin v4",
+        );
+        ok(
+            tcp_ask(&topo.ctr, "[fd99::1]:18080"),
+            "fd99::1",
+            "hairpin v6",
+        );
+        let localnet = topo
+            .host
+            .run(["sysctl", "-n", "net.ipv4.conf.ctrh.route_localnet"]);
+        assert_eq!(localnet.trim(), "1");
+
+        if version != "0.3.1" {
+            run("CHECK").ok();
+        }
+        run("DEL").ok();
+        assert!(
+            tcp_ask(&topo.out, "192.168.77.1:18080").is_err(),
+            "{what}: still forwarded after DEL"
+        );
+        run("DEL").ok();
+        assert_eq!(residue(&topo.host, &id), Vec::<String>::new(), "{what}");
+    }
+}
+
+#[test]
+fn traffic_iptables() {
+    traffic_for("iptables");
+}
+
+#[test]
+fn traffic_nftables() {
+    traffic_for("nftables");
+}
+
+/// Bad input through the binary: a clear code-7 error and nothing applied.
+#[test]
+fn bad_input_applies_nothing() {
+    if !require_root() {
+        return;
+    }
+    if !have_tools() {
+        skip!("needs nft and iptables as oracles");
+    }
+    let farm = Farm::shared();
+    let host = TestNs::new("pm-bad-host");
+    let ctr = TestNs::new("pm-bad-ctr");
+    let ns = ctr.path().display().to_string();
+    let before = (
+        host.run(["nft", "list", "ruleset"]),
+        host.run(["iptables-save", "-t", "nat"]),
+    );
+    let m = |h: i64, p: &str| json!([{"hostPort": h, "containerPort": 80, "protocol": p}]);
+    let mut cases = vec![
+        (config("1.0.0", "iptables", &ns, m(0, "tcp")), "port number"),
+        (
+            config("1.0.0", "nftables", &ns, m(65536, "tcp")),
+            "port number",
+        ),
+        (
+            config("1.0.0", "iptables", &ns, m(8080, "icmp")),
+            "invalid protocol",
+        ),
+    ];
+    let mut both = config("1.0.0", "iptables", &ns, m(8080, "tcp"));
+    both["markMasqBit"] = 14.into();
+    both["externalSetMarkChain"] = "KUBE-MARK-MASQ".into();
+    cases.push((both, "externalSetMarkChain and markMasqBit"));
+    let mut no_prev = config("1.0.0", "nftables", &ns, m(8080, "tcp"));
+    no_prev.as_object_mut().unwrap().remove("prevResult");
+    cases.push((no_prev, "prevResult"));
+    for (conf, why) in cases {
+        let out = call(
+            "ADD",
+            Cni::new(farm, "portmap"),
+            "pm-bad",
+            &ctr,
+            &conf,
+            &host,
+        );
+        let err = out.expect_error(7);
+        assert!(
+            err["msg"].as_str().unwrap_or_default().contains(why),
+            "{out}"
+        );
+    }
+    let after = (
+        host.run(["nft", "list", "ruleset"]),
+        host.run(["iptables-save", "-t", "nat"]),
+    );
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(before.0, after.0);
+    assert_eq!(strip(&before.1), strip(&after.1));
+}
+
+/// iptables-save without comments and counters, for comparing two netns.
+fn nat_tables(host: &TestNs) -> String {
+    ["iptables-save", "ip6tables-save"]
+        .iter()
+        .flat_map(|t| {
+            host.run([*t, "-t", "nat"])
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The reference portmap (v1.1.1, iptables only, cniVersion 1.0.0) and ours make the same
+/// rules, and each one's DEL leaves nothing of what the other's ADD made.
+#[test]
+fn interop_with_the_reference() {
+    if !require_root() {
+        return;
+    }
+    let Some(reference) = reference_plugin("portmap") else {
+        skip!("reference portmap not installed");
+    };
+    if !have_tools() {
+        skip!("needs iptables as an oracle");
+    }
+    let farm = Farm::shared();
+    let ctr = TestNs::new("pm-interop-ctr");
+    let ns = ctr.path().display().to_string();
+    let conf = config("1.0.0", "iptables", &ns, both_mappings());
+    let ours = || Cni::new(farm, "portmap");
+    let theirs = || Cni::at(&reference).path("/usr/lib/cni");
+    let (ref_host, our_host) = (
+        TestNs::new("pm-interop-ref"),
+        TestNs::new("pm-interop-ours"),
+    );
+    call("ADD", theirs(), "interop1", &ctr, &conf, &ref_host).ok();
+    call("ADD", ours(), "interop1", &ctr, &conf, &our_host).ok();
+    assert_eq!(
+        nat_tables(&our_host),
+        nat_tables(&ref_host),
+        "same rules as the reference"
+    );
+    let after_ref_del = {
+        call("DEL", theirs(), "interop1", &ctr, &conf, &ref_host).ok();
+        nat_tables(&ref_host)
+    };
+    // Reference ADD, our DEL (with and without the mappings resent).
+    let mut bare = conf.clone();
+    bare.as_object_mut().unwrap().remove("runtimeConfig");
+    for del_conf in [&conf, &bare] {
+        call("ADD", theirs(), "interop2", &ctr, &conf, &ref_host).ok();
+        call("CHECK", ours(), "interop2", &ctr, &conf, &ref_host).ok();
+        call("DEL", ours(), "interop2", &ctr, del_conf, &ref_host).ok();
+        assert_eq!(residue(&ref_host, "interop2"), Vec::<String>::new());
+        assert_eq!(nat_tables(&ref_host), after_ref_del);
+    }
+    // Our ADD, reference DEL.
+    call("DEL", theirs(), "interop1", &ctr, &conf, &our_host).ok();
+    assert_eq!(residue(&our_host, "interop1"), Vec::<String>::new());
+    assert_eq!(nat_tables(&our_host), after_ref_del);
+}
+
+fn many_for(backend: &str) {
+    if !require_root() {
+        return;
+    }
+    if !have_tools() {
+        skip!("needs nft and iptables as oracles");
+    }
+    const N: u16 = 200;
+    let farm = Farm::shared();
+    let host = TestNs::new(&format!("pm-many-{backend}"));
+    let ctr = TestNs::new(&format!("pm-many-{backend}-ctr"));
+    let tc_before = host.run(["tc", "qdisc", "show"]);
+    let ns = ctr.path().display().to_string();
+    let conf = |i: u16| {
+        let mut c = config(
+            "1.0.0",
+            backend,
+            &ns,
+            json!([{"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"}]),
+        );
+        c["prevResult"]["ips"] =
+            json!([{"address": format!("10.50.{}.{}/16", i / 250, i % 250 + 2), "interface": 1}]);
+        c
+    };
+    let start = Instant::now();
+    for i in 0..N {
+        call(
+            "ADD",
+            Cni::new(farm, "portmap"),
+            &format!("many-{i}"),
+            &ctr,
+            &conf(i),
+            &host,
+        )
+        .ok();
+    }
+    let added = start.elapsed();
+    let rules = host.run(["nft", "list", "ruleset"]);
+    let saved = nat_tables(&host);
+    let count = rules.matches("comment \"many-").count() + saved.matches("-j DNAT").count();
+    assert!(count >= N as usize, "{count} rules for {N} containers");
+    let start = Instant::now();
+    for i in 0..N {
+        call(
+            "DEL",
+            Cni::new(farm, "portmap"),
+            &format!("many-{i}"),
+            &ctr,
+            &conf(i),
+            &host,
+        )
+        .ok();
+    }
+    let deleted = start.elapsed();
+    eprintln!("portmap {backend}: {N} ADDs in {added:?}, {N} DELs in {deleted:?}");
+    assert_eq!(residue(&host, "many-"), Vec::<String>::new());
+    assert_eq!(host.run(["tc", "qdisc", "show"]), tc_before);
+}
+
+#[test]
+fn two_hundred_containers_nftables() {
+    many_for("nftables");
+}
+
+#[test]
+fn two_hundred_containers_iptables() {
+    many_for("iptables");
+}
