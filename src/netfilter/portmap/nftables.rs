@@ -21,8 +21,8 @@
 //! on another network and lets GC find a network's rules at all. Rules without that TLV
 //! (made by the reference) are removed by container ID alone, as the reference does.
 //!
-//! ADD is one atomic batch that lists nothing, so its cost does not depend on how many
-//! mappings exist; DEL and GC list the table once per family.
+//! ADD reads only the three small shared chains and applies one atomic batch, so its cost
+//! does not depend on how many mappings exist; DEL and GC list the table once per family.
 
 use super::conditions;
 use super::{Forward, Owner, Proto, Removed, Snat};
@@ -171,8 +171,35 @@ fn nat_chain(name: &str, hook: Hook, priority: i32) -> Chain<'_> {
     }
 }
 
-/// The shared skeleton: table, chains, and the rewritten jump rules.
-fn skeleton(b: &mut Batch, t: &Table, snat: bool) {
+/// What of the shared skeleton is already in place, as [`skeleton`] writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlace {
+    /// The table, its chains and the jump rules of `prerouting`, `output`, `hostports_all`.
+    pub jumps: bool,
+    /// The `masquerading` base chain.
+    pub masquerading: bool,
+}
+
+impl InPlace {
+    /// Nothing is known to be there: write it all.
+    pub const NOTHING: InPlace = InPlace {
+        jumps: false,
+        masquerading: false,
+    };
+}
+
+/// The shared skeleton: table, chains and jump rules (flushed and written anew), unless
+/// already in place. Existing objects are not re-added: re-adding a chain is an update
+/// transaction, and any update or deletion makes the kernel wait for an RCU grace period
+/// when the socket closes (about 10 ms here), the main cost of an nftables ADD otherwise.
+fn skeleton(b: &mut Batch, t: &Table, snat: bool, in_place: InPlace) {
+    let masquerading = snat && !in_place.masquerading;
+    if in_place.jumps {
+        if masquerading {
+            b.add_chain(t, &nat_chain(MASQUERADING, Hook::Postrouting, 100));
+        }
+        return;
+    }
     b.add_table(t, Some(TABLE_COMMENT));
     for name in [HOSTPORTS, HOSTIP_HOSTPORTS, HOSTPORTS_ALL] {
         let c = Chain {
@@ -181,6 +208,12 @@ fn skeleton(b: &mut Batch, t: &Table, snat: bool) {
             comment: None,
         };
         b.add_chain(t, &c);
+    }
+    for (name, hook) in [("prerouting", Hook::Prerouting), ("output", Hook::Output)] {
+        b.add_chain(t, &nat_chain(name, hook, -100));
+    }
+    if masquerading {
+        b.add_chain(t, &nat_chain(MASQUERADING, Hook::Postrouting, 100));
     }
     b.flush_chain(t, HOSTPORTS_ALL);
     for to in [HOSTIP_HOSTPORTS, HOSTPORTS] {
@@ -191,8 +224,7 @@ fn skeleton(b: &mut Batch, t: &Table, snat: bool) {
             None,
         );
     }
-    for (name, hook) in [("prerouting", Hook::Prerouting), ("output", Hook::Output)] {
-        b.add_chain(t, &nat_chain(name, hook, -100));
+    for name in ["prerouting", "output"] {
         b.flush_chain(t, name);
         let e = [
             expr::fib(expr::FIB_F_DADDR, expr::FIB_RESULT_ADDRTYPE, REG_1),
@@ -201,20 +233,48 @@ fn skeleton(b: &mut Batch, t: &Table, snat: bool) {
         ];
         b.add_rule(t, name, &e, None);
     }
-    if snat {
-        b.add_chain(t, &nat_chain(MASQUERADING, Hook::Postrouting, 100));
-    }
 }
 
-/// The whole ADD transaction for `f`.
-pub fn forward_batch(f: &Forward<'_>) -> Result<Batch> {
+/// What of the skeleton is in place: three one- or two-rule chains are read and one chain
+/// looked up, whatever the number of mappings.
+fn in_place(nft: &mut Nft, t: &Table) -> Result<InPlace> {
+    Ok(InPlace {
+        jumps: jumps_in_place(nft, t)?,
+        masquerading: nft.chain_exists(t, MASQUERADING)?,
+    })
+}
+
+/// True when the shared jump rules are exactly what [`skeleton`] writes.
+fn jumps_in_place(nft: &mut Nft, t: &Table) -> Result<bool> {
+    let jump = |to: &str| Some(Verdict::Jump(to.into()));
+    let all = nft.list_rules(t, Some(HOSTPORTS_ALL))?;
+    let targets: Vec<Option<Verdict>> = all.iter().map(|r| r.exprs[0].verdict()).collect();
+    let all_ok = all.iter().all(|r| r.exprs.len() == 1)
+        && targets == [jump(HOSTIP_HOSTPORTS), jump(HOSTPORTS)];
+    if !all_ok {
+        return Ok(false);
+    }
+    for base in ["prerouting", "output"] {
+        let rules = nft.list_rules(t, Some(base))?;
+        let ok = matches!(rules.as_slice(), [r] if r.exprs.len() == 3
+            && r.exprs[0].name == "fib"
+            && r.exprs[2].verdict() == jump(HOSTPORTS_ALL));
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The whole ADD transaction for `f`, on top of what is `in_place`.
+pub fn forward_batch(f: &Forward<'_>, in_place: InPlace) -> Result<Batch> {
     if let Snat::ExternalChain(c) = f.snat {
         bail!("externalSetMarkChain ({c}) is for the iptables backend only");
     }
     let t = table(f.family());
     let mut b = Batch::new();
     let snat = !matches!(f.snat, Snat::Off);
-    skeleton(&mut b, &t, snat);
+    skeleton(&mut b, &t, snat, in_place);
     let udata = owner_udata(f.network, f.ifname, f.container_id);
     for e in dnat_rules(f)? {
         b.add_rule_udata(&t, HOSTPORTS, &e, &udata, Some(f.container_id));
@@ -227,7 +287,8 @@ pub fn forward_batch(f: &Forward<'_>) -> Result<Batch> {
 
 /// Installs the forwarding of `f` in one transaction.
 pub fn forward(nft: &mut Nft, f: &Forward<'_>) -> Result<()> {
-    nft.apply(&forward_batch(f)?)
+    let present = in_place(nft, &table(f.family()))?;
+    nft.apply(&forward_batch(f, present)?)
 }
 
 /// Fails unless the chains hold at least as many rules of this container as `f` makes (the

@@ -56,7 +56,11 @@ fn owner(network: &str) -> Owner<'_> {
 #[test]
 fn batch_shape() {
     let ms = mappings();
-    let b = forward_batch(&forward("n", &ms, "10.0.0.2/24", &Snat::MarkBit(13))).unwrap();
+    let b = forward_batch(
+        &forward("n", &ms, "10.0.0.2/24", &Snat::MarkBit(13)),
+        InPlace::NOTHING,
+    )
+    .unwrap();
     let what: Vec<&str> = (0..b.len()).map(|i| b.describe(i).unwrap()).collect();
     assert_eq!(
         what.iter().filter(|w| w.contains(" hostports (")).count(),
@@ -69,11 +73,16 @@ fn batch_shape() {
         2
     );
     assert!(what.contains(&"flush chain cni_hostport prerouting"));
-    let b = forward_batch(&forward("n", &ms, "2001:db8::2/64", &Snat::Off)).unwrap();
+    let done = InPlace {
+        jumps: true,
+        masquerading: false,
+    };
+    let b = forward_batch(&forward("n", &ms, "2001:db8::2/64", &Snat::Off), done).unwrap();
     let what: Vec<&str> = (0..b.len()).map(|i| b.describe(i).unwrap()).collect();
     assert!(!what.iter().any(|w| w.contains("masquerading")), "{what:?}");
+    assert!(what.iter().all(|w| w.starts_with("add rule")), "{what:?}");
     let ext = Snat::ExternalChain("X".into());
-    assert!(forward_batch(&forward("n", &ms, "10.0.0.2/24", &ext)).is_err());
+    assert!(forward_batch(&forward("n", &ms, "10.0.0.2/24", &ext), InPlace::NOTHING).is_err());
 }
 
 #[test]
@@ -115,6 +124,40 @@ fn same_ruleset_as_the_reference() {
         super::forward(&mut nft, &forward("n", &ms, ip, &Snat::MarkBit(13))).unwrap();
     }
     assert_eq!(ruleset(&here()), ruleset(&ref_path));
+    // A further ADD leaves the shared jump rules alone (same handles), and rewrites them
+    // when they are not ours (the reference puts its global conditions there).
+    let handles = |nft: &mut Nft| -> Vec<u64> {
+        let t = table(IpFamily::V4);
+        ["prerouting", "output", HOSTPORTS_ALL]
+            .iter()
+            .flat_map(|c| nft.list_rules(&t, Some(c)).unwrap())
+            .map(|r| r.handle)
+            .collect()
+    };
+    let before = handles(&mut nft);
+    super::forward(
+        &mut nft,
+        &forward("m", &ms[..1], "10.0.0.3/24", &Snat::MarkBit(13)),
+    )
+    .unwrap();
+    assert_eq!(handles(&mut nft), before);
+    run(
+        &here(),
+        &[
+            "nft",
+            "flush chain ip cni_hostport output; add rule ip cni_hostport output meta mark 1 fib daddr type local jump hostports_all",
+        ],
+    );
+    super::forward(
+        &mut nft,
+        &forward("m", &ms[..1], "10.0.0.3/24", &Snat::MarkBit(13)),
+    )
+    .unwrap();
+    let out = nft
+        .list_rules(&table(IpFamily::V4), Some("output"))
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].exprs[0].name, "fib");
     for ip in ["10.0.0.2/24", "2001:db8::2/64"] {
         check(&mut nft, &forward("n", &ms, ip, &Snat::MarkBit(13))).unwrap();
     }
