@@ -551,3 +551,81 @@ fn two_hundred_containers_nftables() {
 fn two_hundred_containers_iptables() {
     many_for("iptables");
 }
+
+/// One datagram from `sock` to `to`; the answer, if one comes within half a second.
+fn udp_once(sock: &UdpSocket, to: &str) -> Option<String> {
+    let mut buf = [0u8; 512];
+    while sock.recv(&mut buf).is_ok() {} // drain late answers
+    sock.send_to(b"ping", to).ok()?;
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).to_string())
+}
+
+/// Stale UDP conntrack entries (plugins#123, #1190): a client that keeps its source port is
+/// forwarded as soon as the mapping is added, though its earlier datagrams made an un-NATed
+/// entry (ADD flushes), and no longer once it is deleted, though its entry was NATed (DEL
+/// flushes).
+fn udp_flush_for(backend: &str) {
+    if !require_root() {
+        return;
+    }
+    if !have_tools() {
+        skip!("needs nft and iptables as oracles");
+    }
+    let farm = Farm::shared();
+    let topo = Topo::new(&format!("pm-ct-{backend}"));
+    let _servers = Servers::start(&topo.ctr);
+    let ns = topo.ctr.path().display().to_string();
+    let udp = json!([{"hostPort": UDP_HOST, "containerPort": UDP_CTR, "protocol": "udp"}]);
+    let conf = config("1.0.0", backend, &ns, udp);
+    let other = config(
+        "1.0.0",
+        backend,
+        &ns,
+        json!([{"hostPort": 19999, "containerPort": 1, "protocol": "udp"}]),
+    );
+    let run = |verb: &str, id: &str, c: &Value| {
+        call(
+            verb,
+            Cni::new(farm, "portmap"),
+            id,
+            &topo.ctr,
+            c,
+            &topo.host,
+        )
+    };
+    // Another container's mapping keeps conntrack on in the host (with nftables, the NAT
+    // expressions are what turn it on for the netns).
+    run("ADD", "ct-other", &other).ok();
+    let sock = in_ns(&topo.out, || UdpSocket::bind("0.0.0.0:0").expect("bind"));
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to = "192.168.77.1:15353";
+    assert_eq!(
+        udp_once(&sock, to),
+        None,
+        "{backend}: nothing is mapped yet"
+    );
+    run("ADD", "ct", &conf).ok();
+    assert_eq!(
+        udp_once(&sock, to).as_deref(),
+        Some("192.168.77.2 ping"),
+        "{backend}: after ADD"
+    );
+    run("DEL", "ct", &conf).ok();
+    assert_eq!(
+        udp_once(&sock, to),
+        None,
+        "{backend}: still forwarded after DEL"
+    );
+}
+
+#[test]
+fn udp_conntrack_flushed_iptables() {
+    udp_flush_for("iptables");
+}
+
+#[test]
+fn udp_conntrack_flushed_nftables() {
+    udp_flush_for("nftables");
+}
