@@ -13,7 +13,7 @@
 use crate::error::bad_config;
 use crate::netfilter::conntrack::flush_udp_ports;
 use crate::netfilter::portmap::{
-    self, Forward, Mapping, Owner, Proto, Snat, conditions, family_of, forward_ports,
+    self, Forward, Mapping, Owner, Proto, Snat, conditions, forward_ports,
 };
 use crate::netfilter::{BackendKind, IpFamily, choose_backend};
 use crate::netlink::Handle;
@@ -307,7 +307,6 @@ fn udp_ports(mappings: &[Mapping], family: IpFamily) -> Vec<(IpFamily, u16)> {
 /// `route_localnet=1` on the host interface that routes to the container, so that
 /// connections from 127.0.0.1, once DNATed, may leave through it.
 fn enable_localnet_routing(container: IpAddr) -> Result<()> {
-    debug_assert_eq!(family_of(&container), IpFamily::V4);
     let nl = Handle::new()?;
     // No route to the container (yet) is no interface to set, as in the reference.
     let Some(oif) = nl.route_get(container).ok().flatten().and_then(|r| r.oif) else {

@@ -10,173 +10,16 @@
 //! port (hairpin), CHECK, DEL twice, nothing left. Plus bad input (nothing applied), interop
 //! with the reference portmap both ways, and 200 containers added and deleted.
 
+use crate::support::traffic::{Servers, Topo, in_ns, tcp_ask, udp_ask, udp_once};
 use crate::support::{Cni, Farm, TestNs, reference_plugin, require_root, skip};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 const TCP_HOST: u16 = 18080;
 const TCP_CTR: u16 = 8080;
 const UDP_HOST: u16 = 15353;
 const UDP_CTR: u16 = 5353;
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Runs `f` on a short-lived thread moved into `ns`: sockets it opens stay in `ns`.
-fn in_ns<T: Send + 'static>(ns: &TestNs, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = ns.path().to_path_buf();
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).expect("open netns");
-        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("thread in netns")
-}
-
-/// Fake host, container and outside netns, wired with two veth pairs.
-struct Topo {
-    host: TestNs,
-    ctr: TestNs,
-    out: TestNs,
-}
-
-impl Topo {
-    fn new(label: &str) -> Topo {
-        let t = Topo {
-            host: TestNs::new(&format!("{label}-host")),
-            ctr: TestNs::new(&format!("{label}-ctr")),
-            out: TestNs::new(&format!("{label}-out")),
-        };
-        // No DAD anywhere (link-locals included), so IPv6 works at once.
-        for ns in [&t.host, &t.ctr, &t.out] {
-            ns.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
-        }
-        t.wire(&t.ctr, "ctrh", "10.99.0", "fd99:");
-        t.wire(&t.out, "outh", "192.168.77", "fd77:");
-        t.host
-            .sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 \
-             && sysctl -qw net.ipv6.conf.all.forwarding=1");
-        t
-    }
-
-    /// A veth `host_if` (host, .1 / ::1) <-> eth0 (`peer`, .2 / ::2), default routes via host.
-    fn wire(&self, peer: &TestNs, host_if: &str, v4: &str, v6: &str) {
-        self.host.sh(&format!(
-            "ip link add {host_if} type veth peer name eth0 netns {pid} \
-             && ip addr add {v4}.1/24 dev {host_if} && ip addr add {v6}:1/64 dev {host_if} nodad \
-             && ip link set {host_if} up",
-            pid = peer.pid()
-        ));
-        peer.sh(&format!(
-            "ip link set lo up && ip addr add {v4}.2/24 dev eth0 \
-             && ip addr add {v6}:2/64 dev eth0 nodad && ip link set eth0 up \
-             && ip route add default via {v4}.1 && ip -6 route add default via {v6}:1 \
-             && ping -c1 -W2 {v4}.1 >/dev/null && ping -6 -c1 -W2 {v6}:1 >/dev/null"
-        ));
-    }
-}
-
-/// Echo servers in the container: TCP on [::]:8080 and UDP on [::]:5353, both answering
-/// `<peer address> <request>`. Stopped on drop.
-struct Servers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-fn peer_ip(a: SocketAddr) -> IpAddr {
-    a.ip().to_canonical()
-}
-
-impl Servers {
-    fn start(ns: &TestNs) -> Servers {
-        let (tcp, udp) = in_ns(ns, || {
-            let t = TcpListener::bind(("::", TCP_CTR)).expect("bind tcp");
-            let u = UdpSocket::bind(("::", UDP_CTR)).expect("bind udp");
-            (t, u)
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        tcp.set_nonblocking(true).unwrap();
-        udp.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let s1 = stop.clone();
-        let t1 = std::thread::spawn(move || {
-            while !s1.load(Ordering::Relaxed) {
-                match tcp.accept() {
-                    Ok((mut c, peer)) => {
-                        c.set_nonblocking(false).unwrap();
-                        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                        let mut req = String::new();
-                        let _ = c.read_to_string(&mut req);
-                        let _ = write!(c, "{} {}", peer_ip(peer), req.trim());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        let s2 = stop.clone();
-        let t2 = std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while !s2.load(Ordering::Relaxed) {
-                if let Ok((n, peer)) = udp.recv_from(&mut buf) {
-                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                    let _ = udp.send_to(format!("{} {req}", peer_ip(peer)).as_bytes(), peer);
-                }
-            }
-        });
-        Servers {
-            stop,
-            threads: vec![t1, t2],
-        }
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One TCP request from `ns` to `to`: the server's answer, or why there was none.
-fn tcp_ask(ns: &TestNs, to: &str) -> Result<String, String> {
-    let to: SocketAddr = to.parse().unwrap();
-    in_ns(ns, move || {
-        let mut c = TcpStream::connect_timeout(&to, IO_TIMEOUT).map_err(|e| e.to_string())?;
-        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        c.write_all(b"ping").map_err(|e| e.to_string())?;
-        c.shutdown(std::net::Shutdown::Write)
-            .map_err(|e| e.to_string())?;
-        let mut answer = String::new();
-        c.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-        Ok(answer)
-    })
-}
-
-/// One UDP request (retried a few times: a datagram may meet an unready neighbour).
-fn udp_ask(ns: &TestNs, to: &str) -> Result<String, String> {
-    let to: SocketAddr = to.parse().unwrap();
-    in_ns(ns, move || {
-        let any = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-        let s = UdpSocket::bind(any).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut buf = [0u8; 512];
-        for _ in 0..4 {
-            s.send_to(b"ping", to).map_err(|e| e.to_string())?;
-            if let Ok(n) = s.recv(&mut buf) {
-                return Ok(String::from_utf8_lossy(&buf[..n]).to_string());
-            }
-        }
-        Err("no UDP answer".into())
-    })
-}
-
 /// A prevResult in `version`'s format for the container's two addresses.
 fn prev_result(version: &str, netns: &str) -> Value {
     let ip = |addr: &str, v: &str| {
@@ -265,7 +108,7 @@ fn traffic_for(backend: &str) {
     }
     let farm = Farm::shared();
     let topo = Topo::new(&format!("pm-{backend}"));
-    let _servers = Servers::start(&topo.ctr);
+    let _servers = Servers::start(&topo.ctr, TCP_CTR, UDP_CTR);
     let ns = topo.ctr.path().display().to_string();
     for version in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
         let id = format!("pm-{backend}-{}", version.replace('.', ""));
@@ -552,15 +395,6 @@ fn two_hundred_containers_iptables() {
     many_for("iptables");
 }
 
-/// One datagram from `sock` to `to`; the answer, if one comes within half a second.
-fn udp_once(sock: &UdpSocket, to: &str) -> Option<String> {
-    let mut buf = [0u8; 512];
-    while sock.recv(&mut buf).is_ok() {} // drain late answers
-    sock.send_to(b"ping", to).ok()?;
-    let n = sock.recv(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).to_string())
-}
-
 /// Stale UDP conntrack entries (plugins#123, #1190): a client that keeps its source port is
 /// forwarded as soon as the mapping is added, though its earlier datagrams made an un-NATed
 /// entry (ADD flushes), and no longer once it is deleted, though its entry was NATed (DEL
@@ -574,7 +408,7 @@ fn udp_flush_for(backend: &str) {
     }
     let farm = Farm::shared();
     let topo = Topo::new(&format!("pm-ct-{backend}"));
-    let _servers = Servers::start(&topo.ctr);
+    let _servers = Servers::start(&topo.ctr, TCP_CTR, UDP_CTR);
     let ns = topo.ctr.path().display().to_string();
     let udp = json!([{"hostPort": UDP_HOST, "containerPort": UDP_CTR, "protocol": "udp"}]);
     let conf = config("1.0.0", backend, &ns, udp);
@@ -628,4 +462,77 @@ fn udp_conntrack_flushed_iptables() {
 #[test]
 fn udp_conntrack_flushed_nftables() {
     udp_flush_for("nftables");
+}
+
+/// GC (1.1.0) removes the rules of the attachments to this network that are not in
+/// `cni.dev/valid-attachments`, and nothing of another network's.
+fn gc_for(backend: &str) {
+    if !require_root() {
+        return;
+    }
+    if !have_tools() {
+        skip!("needs nft and iptables as oracles");
+    }
+    let farm = Farm::shared();
+    let host = TestNs::new(&format!("pm-gc-{backend}"));
+    let ctr = TestNs::new(&format!("pm-gc-{backend}-ctr"));
+    let ns = ctr.path().display().to_string();
+    let conf = |net: &str, port: u16| {
+        let mut c = config(
+            "1.1.0",
+            backend,
+            &ns,
+            json!([{"hostPort": port, "containerPort": 80, "protocol": "udp"}]),
+        );
+        c["name"] = net.into();
+        c
+    };
+    let add = |id: &str, c: &Value| {
+        call("ADD", Cni::new(farm, "portmap"), id, &ctr, c, &host).ok();
+    };
+    add("gc-keep", &conf("gcnet", 21001));
+    add("gc-stale", &conf("gcnet", 21002));
+    add("gc-elsewhere", &conf("othernet", 21003));
+    let mut gc = conf("gcnet", 0);
+    gc.as_object_mut().unwrap().remove("runtimeConfig");
+    gc.as_object_mut().unwrap().remove("prevResult");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "gc-keep", "ifname": "eth0"}]);
+    Cni::new(farm, "portmap")
+        .command("GC")
+        .config(&gc)
+        .run_in(&host)
+        .ok();
+    let state = format!(
+        "{}\n{}",
+        nat_tables(&host),
+        host.run(["nft", "list", "ruleset"])
+    );
+    assert!(
+        !state.contains("gc-stale") && !state.contains("21002"),
+        "{backend}: {state}"
+    );
+    assert!(
+        state.contains("21001") && state.contains("21003"),
+        "{backend}: {state}"
+    );
+    let check = |id: &str, c: &Value| call("CHECK", Cni::new(farm, "portmap"), id, &ctr, c, &host);
+    check("gc-keep", &conf("gcnet", 21001)).ok();
+    check("gc-elsewhere", &conf("othernet", 21003)).ok();
+    for (id, c) in [
+        ("gc-keep", conf("gcnet", 21001)),
+        ("gc-elsewhere", conf("othernet", 21003)),
+    ] {
+        call("DEL", Cni::new(farm, "portmap"), id, &ctr, &c, &host).ok();
+    }
+    assert_eq!(residue(&host, "gc-"), Vec::<String>::new(), "{backend}");
+}
+
+#[test]
+fn gc_iptables() {
+    gc_for("iptables");
+}
+
+#[test]
+fn gc_nftables() {
+    gc_for("nftables");
 }

@@ -1,6 +1,7 @@
 //! The e2e rig: throwaway namespaces ([`TestNs`], [`Pair`]), temp dirs ([`TempDir`]), the
-//! installed `CNI_PATH` farm ([`Farm`]), the plugin call builder ([`Cni`] -> [`Outcome`]), and
-//! probes that skip loudly ([`require_root`], [`kernel_supports`], [`skip!`]).
+//! installed `CNI_PATH` farm ([`Farm`]), the plugin call builder ([`Cni`] -> [`Outcome`]),
+//! probes that skip loudly ([`require_root`], [`kernel_supports`], [`skip!`]), and real traffic
+//! through a fake host (`traffic`).
 //!
 //! A test reads like this:
 //! ```ignore
@@ -17,6 +18,7 @@ pub mod cni;
 pub mod farm;
 pub mod netns;
 pub mod tempdir;
+pub mod traffic;
 
 #[allow(unused_imports)] // Re-exported for the applet test modules.
 pub use cni::{Cni, Outcome};
