@@ -98,6 +98,65 @@ fn have_tools() -> bool {
     })
 }
 
+/// Every kind of forwarded traffic gets through, and the server sees the expected peer:
+/// outside clients as themselves, localhost and hairpin connections masqueraded.
+fn expect_forwarding(topo: &Topo, what: &str) {
+    let cases: [(&TestNs, &str, &str, &str, bool); 7] = [
+        (
+            &topo.out,
+            "192.168.77.1:18080",
+            "192.168.77.2",
+            "outside tcp v4",
+            true,
+        ),
+        (
+            &topo.out,
+            "[fd77::1]:18080",
+            "fd77::2",
+            "outside tcp v6",
+            true,
+        ),
+        (
+            &topo.out,
+            "192.168.77.1:15353",
+            "192.168.77.2",
+            "outside udp v4",
+            false,
+        ),
+        (
+            &topo.out,
+            "[fd77::1]:15353",
+            "fd77::2",
+            "outside udp v6",
+            false,
+        ),
+        (
+            &topo.host,
+            "127.0.0.1:18080",
+            "10.99.0.1",
+            "host localhost",
+            true,
+        ),
+        (
+            &topo.ctr,
+            "10.99.0.1:18080",
+            "10.99.0.1",
+            "hairpin v4",
+            true,
+        ),
+        (&topo.ctr, "[fd99::1]:18080", "fd99::1", "hairpin v6", true),
+    ];
+    for (from, to, peer, case, tcp) in cases {
+        let answer = if tcp {
+            tcp_ask(from, to)
+        } else {
+            udp_ask(from, to)
+        };
+        let answer = answer.unwrap_or_else(|e| panic!("{what} {case}: {e}"));
+        assert_eq!(answer, format!("{peer} ping"), "{what} {case}");
+    }
+}
+
 /// ADD, traffic of every kind, CHECK, DEL twice and no residue, for each spec version.
 fn traffic_for(backend: &str) {
     if !require_root() {
@@ -129,45 +188,7 @@ fn traffic_for(backend: &str) {
         assert_eq!(result["ips"].as_array().map(Vec::len), Some(2), "{added}");
 
         let what = format!("{backend} {version}");
-        let ok = |r: Result<String, String>, peer: &str, case: &str| {
-            let answer = r.unwrap_or_else(|e| panic!("{what} {case}: {e}"));
-            assert_eq!(answer, format!("{peer} ping"), "{what} {case}");
-        };
-        ok(
-            tcp_ask(&topo.out, "192.168.77.1:18080"),
-            "192.168.77.2",
-            "outside tcp v4",
-        );
-        ok(
-            tcp_ask(&topo.out, "[fd77::1]:18080"),
-            "fd77::2",
-            "outside tcp v6",
-        );
-        ok(
-            udp_ask(&topo.out, "192.168.77.1:15353"),
-            "192.168.77.2",
-            "outside udp v4",
-        );
-        ok(
-            udp_ask(&topo.out, "[fd77::1]:15353"),
-            "fd77::2",
-            "outside udp v6",
-        );
-        ok(
-            tcp_ask(&topo.host, "127.0.0.1:18080"),
-            "10.99.0.1",
-            "host localhost",
-        );
-        ok(
-            tcp_ask(&topo.ctr, "10.99.0.1:18080"),
-            "10.99.0.1",
-            "hairpin v4",
-        );
-        ok(
-            tcp_ask(&topo.ctr, "[fd99::1]:18080"),
-            "fd99::1",
-            "hairpin v6",
-        );
+        expect_forwarding(&topo, &what);
         let localnet = topo
             .host
             .run(["sysctl", "-n", "net.ipv4.conf.ctrh.route_localnet"]);
