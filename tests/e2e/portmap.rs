@@ -191,7 +191,7 @@ fn traffic_for(backend: &str) {
         expect_forwarding(&topo, &what);
         let localnet = topo
             .host
-            .run(["sysctl", "-n", "net.ipv4.conf.ctrh.route_localnet"]);
+            .run(["cat", "/proc/sys/net/ipv4/conf/ctrh/route_localnet"]);
         assert_eq!(localnet.trim(), "1");
 
         if version != "0.3.1" {

@@ -48,13 +48,15 @@ impl Topo {
         };
         // No DAD anywhere (link-locals included), so IPv6 works at once.
         for ns in [&t.host, &t.ctr, &t.out] {
-            ns.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+            ns.sh("echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad \
+                 && echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad");
         }
         t.wire(&t.ctr, "ctrh", "10.99.0", "fd99:");
         t.wire(&t.out, "outh", "192.168.77", "fd77:");
-        t.host
-            .sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 \
-             && sysctl -qw net.ipv6.conf.all.forwarding=1");
+        t.host.sh(
+            "ip link set lo up && echo 1 >/proc/sys/net/ipv4/ip_forward \
+             && echo 1 >/proc/sys/net/ipv6/conf/all/forwarding",
+        );
         t
     }
 
