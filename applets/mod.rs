@@ -6,6 +6,7 @@ mod bridge;
 mod host_local;
 mod loopback;
 mod net;
+mod portmap;
 mod ptp;
 mod static_ipam;
 mod tuning;
@@ -63,6 +64,11 @@ pub static APPLETS: &[Applet] = &[
         name: "net",
         about: "run a network configuration against a netns: add|check|del|gc|status (readable output)",
         run: Run::Tool(net::net_main),
+    },
+    Applet {
+        name: "portmap",
+        about: "meta: forwards host ports to the container (iptables or nftables), hairpin and localhost included",
+        run: Run::Plugin(&portmap::Portmap),
     },
     Applet {
         name: "ptp",

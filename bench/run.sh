@@ -21,7 +21,7 @@ ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_bridge)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap)
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -29,6 +29,7 @@ note() { echo "bench: $*" >&2; }
 cleanup() {
   ip netns delete "$ns" 2>/dev/null || true
   ip netns delete "$hostns" 2>/dev/null || true
+  ip netns delete "$ns-host" 2>/dev/null || true
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 
@@ -236,6 +237,72 @@ section_bridge() {
   [ -z "$left" ] || die "bridge: left behind: $left"
 }
 
+# --- portmap: plugins run inside the throwaway host netns $ns-host, never in the machine's.
+NOTES=()
+pm_runs=${BENCH_PORTMAP_RUNS:-30}
+
+# pm_conf BACKEND I: a portmap config for container I (host port 20000+I, address 10.50.x.y).
+pm_conf() {
+  local f=$tmp/pm-$1-$2.json
+  [ -f "$f" ] || printf '{"cniVersion":"1.0.0","name":"benchnet","type":"portmap","backend":"%s","runtimeConfig":{"portMappings":[{"hostPort":%d,"containerPort":80,"protocol":"tcp"}]},"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/%s"}],"ips":[{"address":"10.50.%d.%d/16","interface":0}]}}\n' \
+    "$1" $((20000 + $2)) "$ns" $(($2 / 250)) $(($2 % 250 + 2)) >"$f"
+  echo "$f"
+}
+
+# pm_call DIR VERB BACKEND I: one call for container I inside the host netns.
+pm_call() {
+  printf 'nsenter --net=/run/netns/%s-host env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=%s CNI_CONTAINERID=bench-pm-%s CNI_NETNS=/run/netns/%s CNI_IFNAME=eth0 CNI_PATH=%s %s/portmap <%s' \
+    "$ns" "$2" "$4" "$ns" "$1" "$1" "$(pm_conf "$3" "$4")"
+}
+
+# pm_loop DIR VERB BACKEND FROM TO: the call for containers FROM..TO-1; prints seconds taken.
+pm_loop() {
+  local i t0 t1
+  t0=$(date +%s%N)
+  for ((i = $4; i < $5; i++)); do eval "$(pm_call "$1" "$2" "$3" "$i")" >/dev/null || die "portmap $2 $i failed"; done
+  t1=$(date +%s%N)
+  awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.2f", ns / 1e9 }'
+}
+
+# Median of ADD for container 999 (its DEL run untimed before each run).
+pm_add_us() {
+  local dir=$1 backend=$2 i t0 t1
+  for ((i = 0; i < pm_runs; i++)); do
+    eval "$(pm_call "$dir" DEL "$backend" 999)" >/dev/null 2>&1
+    t0=$(date +%s%N)
+    eval "$(pm_call "$dir" ADD "$backend" 999)" >/dev/null || die "portmap ADD failed"
+    t1=$(date +%s%N)
+    echo $(((t1 - t0) / 1000))
+  done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+  eval "$(pm_call "$dir" DEL "$backend" 999)" >/dev/null 2>&1
+}
+
+# pm_case DIR BACKEND LABEL: ADD cost with 1 and with 200 existing mappings, then the
+# teardown of the 200; adds rows and notes.
+pm_case() {
+  local dir=$1 backend=$2 who=$3 one many down
+  pm_loop "$dir" ADD "$backend" 0 1 >/dev/null
+  one=$(pm_add_us "$dir" "$backend")
+  pm_loop "$dir" ADD "$backend" 1 200 >/dev/null
+  many=$(pm_add_us "$dir" "$backend")
+  down=$(pm_loop "$dir" DEL "$backend" 0 200)
+  PM+=("| $who, $backend | $(ms "$one") | $(ms "$many") | $(ratio "$many" "$one") | $down |")
+}
+
+section_portmap() {
+  have_applet portmap || { note "portmap: not in this build yet; skipped"; return 0; }
+  ip netns add "$ns-host"
+  ip -n "$ns-host" link set lo up
+  PM=()
+  pm_case "$farm" nftables ours
+  pm_case "$farm" iptables ours
+  have_ref portmap && pm_case "$ref" iptables "reference v1.1.1"
+  ip netns delete "$ns-host"
+  NOTES+=("" "portmap ($pm_runs runs per ADD median; each container one TCP mapping; all in a throwaway host netns):" ""
+    "| who, backend | ADD, 1 existing (ms) | ADD, 200 existing (ms) | 200 / 1 | DEL of 200 pods (s) |"
+    "|---|---:|---:|---:|---:|" "${PM[@]}")
+}
+
 RSS=()
 rss() { # peak RSS (KiB) of one VERSION call
   [ -x /usr/bin/time ] || { RSS+=("| $1 VERSION | n/a (no /usr/bin/time) | |"); return 0; }
@@ -261,6 +328,7 @@ report() {
   [ ${#ROWS[@]} -eq 0 ] || printf '%s\n' "${ROWS[@]}"
   echo
   [ ${#TARGETS[@]} -eq 0 ] || { echo "Targets:"; printf '%s\n' "${TARGETS[@]}"; echo; }
+  [ ${#NOTES[@]} -eq 0 ] || { printf '%s\n' "${NOTES[@]}"; echo; }
   echo "| peak RSS (KiB) | ours | reference |"
   echo "|---|---:|---:|"
   [ ${#RSS[@]} -eq 0 ] || printf '%s\n' "${RSS[@]}"

@@ -243,6 +243,7 @@ mod tests {
                 handle: 4,
                 comment: None,
                 exprs: vec![],
+                udata: vec![],
             }],
         };
         let b = setup_batch(&SC, "veth1", &MAC, &again);

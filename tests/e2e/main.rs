@@ -16,6 +16,7 @@ mod ipam_delegate;
 mod loopback;
 mod masq_traffic;
 mod podnet;
+mod portmap;
 mod ptp;
 mod rig;
 mod static_ipam;

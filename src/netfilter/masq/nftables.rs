@@ -308,6 +308,7 @@ mod tests {
             chain: CHAIN.into(),
             handle: 7,
             comment: None,
+            udata: vec![],
             exprs: vec![],
         }];
         let nets: Vec<IpNet> = vec![

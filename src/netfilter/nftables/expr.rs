@@ -170,6 +170,18 @@ pub fn masq() -> Expr {
     Expr::new("masq", |_| {})
 }
 
+/// `NFT_FIB_RESULT_ADDRTYPE`: the route type of the looked-up address.
+pub const FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `NFTA_FIB_F_DADDR`: look up the destination address.
+pub const FIB_F_DADDR: u32 = 1 << 1;
+
+/// `fib <flags> <result> => reg <dreg>` (e.g. `fib daddr type`).
+pub fn fib(flags: u32, result: u32, dreg: u32) -> Expr {
+    Expr::new("fib", |a| {
+        a.be32(1, dreg).be32(2, result).be32(3, flags);
+    })
+}
+
 /// `counter` (starting at zero).
 pub fn counter() -> Expr {
     Expr::new("counter", |a| {
