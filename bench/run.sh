@@ -10,7 +10,7 @@
 #
 # Sections are functions (section_version, section_loopback, ...); add one per applet family and
 # list it in SECTIONS below. Environment: BENCH_RUNS (default 200), BENCH_LOOP_RUNS (runs of
-# the 100-call cases, default 10), BENCH_STATIC=1 (time the `make static` binary), REF_CNI_PATH
+# the 100-call cases, default 10), BENCH_STATIC=0 (time the dynamic release build instead of the `make static` binary that ships), REF_CNI_PATH
 # (/usr/lib/cni), BENCH_TIMER=loop (no hyperfine).
 set -euo pipefail
 
@@ -353,7 +353,7 @@ main() {
   use_spawn && timer="posix_spawn from python3 (bench/spawn_timer.py) for plugin calls, else $timer"
   local bin=$top/target/release/cni-multi
   build="release"
-  if [ "${BENCH_STATIC:-}" = 1 ]; then
+  if [ "${BENCH_STATIC:-1}" = 1 ]; then
     make -s -C "$top" static >/dev/null
     bin=$top/target/${STATIC_TARGET:-x86_64-unknown-linux-gnu}/release/cni-multi
     build="release, static"
