@@ -34,8 +34,9 @@ lint:
 bench:
 	./bench/run.sh
 
-install: release
-	./install.sh --prefix $(PREFIX)
+# Installs the fully static build: the one binary that ships.
+install: static
+	./install.sh --prefix $(PREFIX) --binary target/$(STATIC_TARGET)/release/cni-multi
 
 uninstall:
 	./install.sh --prefix $(PREFIX) --uninstall

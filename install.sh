@@ -67,12 +67,15 @@ do_uninstall() {
 
 pick_binary() {
   if [ -z "$binary" ]; then
-    if [ -x "$here/target/release/cni-multi" ]; then
+    # The static build (make static) is what ships; then the plain release and debug builds.
+    if [ -x "$here/target/x86_64-unknown-linux-gnu/release/cni-multi" ]; then
+      binary=$here/target/x86_64-unknown-linux-gnu/release/cni-multi
+    elif [ -x "$here/target/release/cni-multi" ]; then
       binary=$here/target/release/cni-multi
     elif [ -x "$here/target/debug/cni-multi" ]; then
       binary=$here/target/debug/cni-multi
     else
-      die "no built binary under $here/target; run 'make release' or pass --binary PATH"
+      die "no built binary under $here/target; run 'make static' or pass --binary PATH"
     fi
   fi
   if [ ! -f "$binary" ] || [ ! -x "$binary" ]; then

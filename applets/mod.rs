@@ -2,9 +2,12 @@
 //! and the docs read. Adding an applet is one `mod` line and one row.
 
 mod bandwidth;
+mod bridge;
 mod host_local;
 mod loopback;
 mod net;
+mod portmap;
+mod ptp;
 mod static_ipam;
 mod tuning;
 
@@ -38,6 +41,11 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Plugin(&bandwidth::Bandwidth),
     },
     Applet {
+        name: "bridge",
+        about: "attaches the container to a host bridge through a veth pair (gateway, ipMasq, VLANs, spoof check)",
+        run: Run::Plugin(&bridge::Bridge),
+    },
+    Applet {
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
@@ -56,6 +64,16 @@ pub static APPLETS: &[Applet] = &[
         name: "net",
         about: "run a network configuration against a netns: add|check|del|gc|status (readable output)",
         run: Run::Tool(net::net_main),
+    },
+    Applet {
+        name: "portmap",
+        about: "meta: forwards host ports to the container (iptables or nftables), hairpin and localhost included",
+        run: Run::Plugin(&portmap::Portmap),
+    },
+    Applet {
+        name: "ptp",
+        about: "a routed point-to-point veth between the container and the host (ipMasq)",
+        run: Run::Plugin(&ptp::Ptp),
     },
     Applet {
         name: "static",

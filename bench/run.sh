@@ -3,12 +3,14 @@
 # reference plugins (/usr/lib/cni, Debian's containernetworking-plugins), in one run, on this
 # machine, printed as a markdown table of medians and ratios, plus peak RSS and binary sizes.
 # Uses hyperfine (installed with apt-get if missing; it subtracts the shell's own start-up) or,
-# failing that, a loop timed with `date +%s%N`. Plugins run in a throwaway netns bench-<pid>,
-# removed on exit with the temp CNI_PATH farm. Not part of `make test`.
+# failing that, a loop timed with `date +%s%N`. Plugins run against a throwaway netns bench-<pid>;
+# pod-network plugins (bridge) run inside a throwaway host netns benchhost-<pid> too, so their
+# bridge, sysctls and masquerade rules never touch the machine. Both netns and the temp CNI_PATH
+# farm are removed on exit. Not part of `make test`.
 #
 # Sections are functions (section_version, section_loopback, ...); add one per applet family and
 # list it in SECTIONS below. Environment: BENCH_RUNS (default 200), BENCH_LOOP_RUNS (runs of
-# the 100-call cases, default 10), BENCH_STATIC=1 (time the `make static` binary), REF_CNI_PATH
+# the 100-call cases, default 10), BENCH_STATIC=0 (time the dynamic release build instead of the `make static` binary that ships), REF_CNI_PATH
 # (/usr/lib/cni), BENCH_TIMER=loop (no hyperfine).
 set -euo pipefail
 
@@ -17,8 +19,9 @@ runs=${BENCH_RUNS:-200}
 loop_runs=${BENCH_LOOP_RUNS:-10}
 ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
+hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_runtime)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_runtime)
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
 
@@ -27,6 +30,8 @@ note() { echo "bench: $*" >&2; }
 
 cleanup() {
   ip netns delete "$ns" 2>/dev/null || true
+  ip netns delete "$hostns" 2>/dev/null || true
+  ip netns delete "$ns-host" 2>/dev/null || true
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 
@@ -110,6 +115,16 @@ TARGETS=()
 # target TEXT MET: one line of the targets list under the table.
 target() { TARGETS+=("- $1: $([ "$2" = 1 ] && echo met || echo "**not met**")"); }
 
+# add_row LABEL EXECS OURS_US [REF_US]: one table row from medians measured elsewhere.
+add_row() {
+  local rs="–" rr="–"
+  if [ -n "${4:-}" ]; then
+    rs=$(ms "$4")
+    rr=$(ratio "$3" "$4")
+  fi
+  ROWS+=("| $1 | $(ms "$3") | $rs | $(ratio "$3" $((floor * $2))) | $rr |")
+}
+
 have_applet() { grep -qx "$1" "$tmp/applets"; }
 have_ref() { [ -x "$ref/$1" ]; }
 
@@ -171,6 +186,125 @@ section_host_local() {
   fi
 }
 
+# A pod-network call as a runtime on the host makes it, here inside the throwaway host netns.
+pod_call() { # pod_call DIR PLUGIN VERB CONFIG
+  printf 'nsenter --net=/run/netns/%s env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=%s CNI_CONTAINERID=bench-%s CNI_NETNS=/run/netns/%s CNI_IFNAME=eth0 CNI_PATH=%s %s/%s <%s >/dev/null' \
+    "$hostns" "$3" "$$" "$ns" "$1" "$1" "$2" "$4"
+}
+
+# bridge_conf FILE MASQ: a bridge + host-local config; MASQ is "", "iptables" or "nftables"
+# (the reference v1.1.1 knows only iptables and ignores ipMasqBackend).
+bridge_conf() {
+  local masq=""
+  [ -z "$2" ] || masq="\"ipMasq\": true, \"ipMasqBackend\": \"$2\","
+  printf '%s\n' "{\"cniVersion\": \"1.0.0\", \"name\": \"benchnet\", \"type\": \"bridge\"," \
+    " \"bridge\": \"benchbr0\", \"isGateway\": true, $masq" \
+    " \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"$tmp/ipam\"," \
+    "  \"ranges\": [[{\"subnet\": \"10.99.0.0/24\"}]]}}" >"$1"
+}
+
+# ADD and DEL timed separately: each ADD after an untimed DEL, each DEL after an untimed ADD,
+# and every case ends detached. One timed call is one exec of nsenter and one of the plugin
+# (the reference also execs host-local, and iptables with ipMasq; ours runs host-local in
+# process).
+bridge_rows() { # bridge_rows LABEL OURS_CONF [REF_CONF]
+  local label=$1 add del oa od ra="" rd=""
+  add=$(pod_call "$farm" bridge ADD "$2")
+  del=$(pod_call "$farm" bridge DEL "$2")
+  oa=$(median_us "$add" "$del")
+  sh -c "$del"
+  od=$(median_us "$del" "$add")
+  if have_ref bridge && have_ref host-local && [ -n "${3:-}" ]; then
+    add=$(pod_call "$ref" bridge ADD "$3")
+    del=$(pod_call "$ref" bridge DEL "$3")
+    ra=$(median_us "$add" "$del")
+    sh -c "$del"
+    rd=$(median_us "$del" "$add")
+  fi
+  add_row "bridge + host-local ADD, $label" 2 "$oa" "$ra"
+  add_row "bridge + host-local DEL, $label" 2 "$od" "$rd"
+}
+
+section_bridge() {
+  { have_applet bridge && have_applet host-local; } || { note "bridge: not in this build yet; skipped"; return 0; }
+  ip netns add "$hostns"
+  bridge_conf "$tmp/br.json" ""
+  bridge_conf "$tmp/br-nft.json" nftables
+  bridge_conf "$tmp/br-ipt.json" iptables
+  bridge_rows "no ipMasq" "$tmp/br.json" "$tmp/br.json"
+  bridge_rows "ipMasq (ours: nftables; reference: iptables)" "$tmp/br-nft.json" "$tmp/br-ipt.json"
+  bridge_rows "ipMasq, both iptables" "$tmp/br-ipt.json" "$tmp/br-ipt.json"
+  local left
+  left=$(ip netns exec "$hostns" sh -c 'ip -brief link show type veth; iptables-save -t nat | grep CNI-; nft list ruleset | grep " masquerade "; ls '"$tmp/ipam/benchnet"' | grep -v -e lock -e last_reserved' || true)
+  [ -z "$left" ] || die "bridge: left behind: $left"
+}
+
+# --- portmap: plugins run inside the throwaway host netns $ns-host, never in the machine's.
+NOTES=()
+pm_runs=${BENCH_PORTMAP_RUNS:-30}
+
+# pm_conf BACKEND I: a portmap config for container I (host port 20000+I, address 10.50.x.y).
+pm_conf() {
+  local f=$tmp/pm-$1-$2.json
+  [ -f "$f" ] || printf '{"cniVersion":"1.0.0","name":"benchnet","type":"portmap","backend":"%s","runtimeConfig":{"portMappings":[{"hostPort":%d,"containerPort":80,"protocol":"tcp"}]},"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/%s"}],"ips":[{"address":"10.50.%d.%d/16","interface":0}]}}\n' \
+    "$1" $((20000 + $2)) "$ns" $(($2 / 250)) $(($2 % 250 + 2)) >"$f"
+  echo "$f"
+}
+
+# pm_call DIR VERB BACKEND I: one call for container I inside the host netns.
+pm_call() {
+  printf 'nsenter --net=/run/netns/%s-host env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND=%s CNI_CONTAINERID=bench-pm-%s CNI_NETNS=/run/netns/%s CNI_IFNAME=eth0 CNI_PATH=%s %s/portmap <%s' \
+    "$ns" "$2" "$4" "$ns" "$1" "$1" "$(pm_conf "$3" "$4")"
+}
+
+# pm_loop DIR VERB BACKEND FROM TO: the call for containers FROM..TO-1; prints seconds taken.
+pm_loop() {
+  local i t0 t1
+  t0=$(date +%s%N)
+  for ((i = $4; i < $5; i++)); do eval "$(pm_call "$1" "$2" "$3" "$i")" >/dev/null || die "portmap $2 $i failed"; done
+  t1=$(date +%s%N)
+  awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.2f", ns / 1e9 }'
+}
+
+# Median of ADD for container 999 (its DEL run untimed before each run).
+pm_add_us() {
+  local dir=$1 backend=$2 i t0 t1
+  for ((i = 0; i < pm_runs; i++)); do
+    eval "$(pm_call "$dir" DEL "$backend" 999)" >/dev/null 2>&1
+    t0=$(date +%s%N)
+    eval "$(pm_call "$dir" ADD "$backend" 999)" >/dev/null || die "portmap ADD failed"
+    t1=$(date +%s%N)
+    echo $(((t1 - t0) / 1000))
+  done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+  eval "$(pm_call "$dir" DEL "$backend" 999)" >/dev/null 2>&1
+}
+
+# pm_case DIR BACKEND LABEL: ADD cost with 1 and with 200 existing mappings, then the
+# teardown of the 200; adds rows and notes.
+pm_case() {
+  local dir=$1 backend=$2 who=$3 one many down
+  pm_loop "$dir" ADD "$backend" 0 1 >/dev/null
+  one=$(pm_add_us "$dir" "$backend")
+  pm_loop "$dir" ADD "$backend" 1 200 >/dev/null
+  many=$(pm_add_us "$dir" "$backend")
+  down=$(pm_loop "$dir" DEL "$backend" 0 200)
+  PM+=("| $who, $backend | $(ms "$one") | $(ms "$many") | $(ratio "$many" "$one") | $down |")
+}
+
+section_portmap() {
+  have_applet portmap || { note "portmap: not in this build yet; skipped"; return 0; }
+  ip netns add "$ns-host"
+  ip -n "$ns-host" link set lo up
+  PM=()
+  pm_case "$farm" nftables ours
+  pm_case "$farm" iptables ours
+  have_ref portmap && pm_case "$ref" iptables "reference v1.1.1"
+  ip netns delete "$ns-host"
+  NOTES+=("" "portmap ($pm_runs runs per ADD median; each container one TCP mapping; all in a throwaway host netns):" ""
+    "| who, backend | ADD, 1 existing (ms) | ADD, 200 existing (ms) | 200 / 1 | DEL of 200 pods (s) |"
+    "|---|---:|---:|---:|---:|" "${PM[@]}")
+}
+
 RSS=()
 rss() { # peak RSS (KiB) of one VERSION call
   [ -x /usr/bin/time ] || { RSS+=("| $1 VERSION | n/a (no /usr/bin/time) | |"); return 0; }
@@ -196,6 +330,7 @@ report() {
   [ ${#ROWS[@]} -eq 0 ] || printf '%s\n' "${ROWS[@]}"
   echo
   [ ${#TARGETS[@]} -eq 0 ] || { echo "Targets:"; printf '%s\n' "${TARGETS[@]}"; echo; }
+  [ ${#NOTES[@]} -eq 0 ] || { printf '%s\n' "${NOTES[@]}"; echo; }
   echo "| peak RSS (KiB) | ours | reference |"
   echo "|---|---:|---:|"
   [ ${#RSS[@]} -eq 0 ] || printf '%s\n' "${RSS[@]}"
@@ -220,7 +355,7 @@ main() {
   use_spawn && timer="posix_spawn from python3 (bench/spawn_timer.py) for plugin calls, else $timer"
   local bin=$top/target/release/cni-multi
   build="release"
-  if [ "${BENCH_STATIC:-}" = 1 ]; then
+  if [ "${BENCH_STATIC:-1}" = 1 ]; then
     make -s -C "$top" static >/dev/null
     bin=$top/target/${STATIC_TARGET:-x86_64-unknown-linux-gnu}/release/cni-multi
     build="release, static"

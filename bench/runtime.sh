@@ -197,7 +197,7 @@ seq $RT_PODS | $env xargs -P 8 -I{} $farm/net ${opts}{} del ${net_args}{} >/dev/
 
 section_runtime() {
   have_applet net || { note "runtime: no net applet in this build; skipped"; return 0; }
-  rt_hostns=$ns-host
+  rt_hostns=$ns-rthost
   rt_shm=/dev/shm/cni-bench-$$-cache
   rt_maps='[{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]'
   ! have_applet portmap || export CAP_ARGS="{\"portMappings\": $rt_maps}"

@@ -111,7 +111,11 @@ pub fn to_wire(err: &anyhow::Error) -> CniError {
         }
     }
     match found {
-        Some(c) => CniError { code: c.code, msg: parts.join(": "), details: c.details.clone() },
+        Some(c) => CniError {
+            code: c.code,
+            msg: parts.join(": "),
+            details: c.details.clone(),
+        },
         None => CniError::new(code::INTERNAL, parts.join(": ")),
     }
 }
@@ -182,7 +186,10 @@ mod tests {
     fn details_survive_context() {
         let inner: anyhow::Error = CniError::new(11, "busy").with_details("retry in 5s").into();
         let e = inner.context("host-local ADD");
-        assert_eq!(to_wire(&e), CniError::new(11, "host-local ADD: busy").with_details("retry in 5s"));
+        assert_eq!(
+            to_wire(&e),
+            CniError::new(11, "host-local ADD: busy").with_details("retry in 5s")
+        );
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! Netfilter for the plugins that program it (bridge and ptp `ipMasq`; later portmap and
+//! Netfilter for the plugins that program it (bridge and ptp `ipMasq`, portmap; later
 //! firewall): two backends, iptables (`iptables-restore` text) and nftables (in-process
 //! netlink), behind the [`Backend`] trait, plus the reference's chain naming.
 //!
 //! Mirrors the reference's `pkg/ip/ipmasq_*_linux.go`, `pkg/utils/{utils,netfilter}.go`.
 
+pub mod conntrack;
 pub mod iptables;
 pub mod masq;
 pub mod naming;
 pub mod nftables;
+pub mod portmap;
+pub mod spoofcheck;
 
 #[cfg(test)]
 pub(crate) mod oracle;

@@ -11,6 +11,7 @@
 
 pub mod addr;
 pub(crate) mod attr;
+pub mod bridge_vlan;
 pub mod kinds;
 pub mod link;
 pub mod neigh;
@@ -21,6 +22,7 @@ pub mod rule;
 
 pub use addr::Address;
 pub use attr::{mac_string, parse_mac};
+pub use bridge_vlan::BridgeVlan;
 pub use kinds::{
     BondMode, IpvlanFlag, IpvlanMode, LinkKind, LinkSpec, MacvlanMode, newlink_message,
 };

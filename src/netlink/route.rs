@@ -246,6 +246,31 @@ impl Handle {
         )
     }
 
+    /// The route the kernel would use to reach `dst` (`ip route get`): `RTM_GETROUTE` for a
+    /// full-length destination; `None` when it answers with nothing.
+    pub fn route_get(&self, dst: IpAddr) -> anyhow::Result<Option<RouteSpec>> {
+        let family = Family::of(&dst);
+        let plen = if dst.is_ipv4() { 32 } else { 128 };
+        let msg = RtmsgBuilder::default()
+            .rtm_family(family.rt())
+            .rtm_dst_len(plen)
+            .rtm_src_len(0)
+            .rtm_tos(0)
+            .rtm_table(RtTable::Unspec)
+            .rtm_protocol(Rtprot::Unspec)
+            .rtm_scope(RtScope::Universe)
+            .rtm_type(Rtn::Unspec)
+            .rtattrs(std::iter::once(ip_attr(Rta::Dst, dst)?).collect())
+            .build()?;
+        let route = self.get(
+            &format!("get route to {dst}"),
+            Rtm::Getroute,
+            msg,
+            parse_route,
+        )?;
+        Ok(route.flatten())
+    }
+
     /// Routes of one family; of one table if given (filtered by the kernel), else of all
     /// tables, local and cached-free.
     pub fn routes(&self, family: Family, table: Option<u32>) -> anyhow::Result<Vec<RouteSpec>> {

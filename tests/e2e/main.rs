@@ -5,12 +5,20 @@
 mod support;
 
 mod bandwidth;
+mod bridge;
+mod bridge_failures;
+mod demo;
 mod host_local;
 mod host_local_interop;
 mod install_sh;
+mod interop;
 mod ipam_delegate;
 mod loopback;
+mod masq_traffic;
 mod podman;
+mod podnet;
+mod portmap;
+mod ptp;
 mod rig;
 mod runtime;
 mod runtime_bad;

@@ -212,6 +212,47 @@ fn nftables_lifecycle_matches_reference_layout() {
     teardown_ip_masq(&m).unwrap();
 }
 
+/// An intact `postrouting` is left alone by a second setup (its rules keep their handles: no
+/// deletion, so no RCU wait when the socket closes); a damaged one is rewritten.
+#[test]
+fn nftables_setup_rewrites_postrouting_only_when_damaged() {
+    let Some(_ns) = fresh_netns("nftables_setup_rewrites_postrouting_only_when_damaged") else {
+        return;
+    };
+    if !oracle::have("nft") {
+        println!("skipped: nft missing");
+        return;
+    }
+    let handles = || -> Vec<u64> {
+        let mut nft = Nft::new().unwrap();
+        let rules = nft.list_rules(&nftables::table(), Some(nftables::POSTROUTING));
+        rules.unwrap().iter().map(|r| r.handle).collect()
+    };
+    let ipns = nets(&DUAL);
+    setup_ip_masq(BackendKind::Nftables, &masq(&ipns, "a")).unwrap();
+    let first = handles();
+    assert_eq!(first.len(), 3);
+    setup_ip_masq(BackendKind::Nftables, &masq(&ipns, "b")).unwrap();
+    assert_eq!(handles(), first, "intact chain left alone");
+    let goto = first[2].to_string();
+    let del = [
+        "nft",
+        "delete",
+        "rule",
+        "inet",
+        nftables::TABLE,
+        nftables::POSTROUTING,
+        "handle",
+        &goto,
+    ];
+    run(&here(), &del);
+    setup_ip_masq(BackendKind::Nftables, &masq(&ipns, "c")).unwrap();
+    let repaired = handles();
+    assert_eq!(repaired.len(), 3);
+    assert!(repaired.iter().all(|h| !first.contains(h)), "rewritten");
+    check_ip_masq(BackendKind::Nftables, &masq(&ipns, "c")).unwrap();
+}
+
 /// A reused address: "four" takes "one"'s IP before "one" is deleted; DEL of "one" keeps
 /// "four", and GC keeps exactly the valid attachments (the reference's unit-test scenario).
 #[test]

@@ -216,16 +216,30 @@ impl Batch {
 
     /// `add rule`: appends `exprs` to `chain`, with an optional comment.
     pub fn add_rule(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: Option<&str>) {
+        let udata = comment.map(comment_udata).unwrap_or_default();
+        self.add_rule_udata(t, chain, exprs, &udata, comment);
+    }
+
+    /// `add rule` with raw userdata (libnftnl TLVs, e.g. [`comment_udata`] plus private
+    /// ones, which `nft` skips); `note` names the rule in error messages.
+    pub fn add_rule_udata(
+        &mut self,
+        t: &Table,
+        chain: &str,
+        exprs: &[Expr],
+        udata: &[u8],
+        note: Option<&str>,
+    ) {
         let mut a = Attrs::new();
         a.str(1, &t.name).str(2, chain);
         a.nest(4, |l| encode_list(exprs, l));
-        if let Some(text) = comment {
-            a.bytes(7, &comment_udata(text));
+        if !udata.is_empty() {
+            a.bytes(7, udata);
         }
         let what = format!(
             "add rule {} {chain}{}",
             t.name,
-            comment.map(|c| format!(" ({c})")).unwrap_or_default()
+            note.map(|c| format!(" ({c})")).unwrap_or_default()
         );
         self.push(
             msg::NEWRULE,

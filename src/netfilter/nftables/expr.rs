@@ -28,11 +28,15 @@ pub const REG_1: u32 = 1;
 /// `NFT_REG_2`.
 pub const REG_2: u32 = 2;
 
+/// `NFT_PAYLOAD_LL_HEADER` (the Ethernet header in a `bridge` table).
+pub const BASE_LINK: u32 = 0;
 /// `NFT_PAYLOAD_NETWORK_HEADER`.
 pub const BASE_NETWORK: u32 = 1;
 /// `NFT_PAYLOAD_TRANSPORT_HEADER`.
 pub const BASE_TRANSPORT: u32 = 2;
 
+/// `NFT_META_IIFNAME`.
+pub const META_IIFNAME: u32 = 6;
 /// `NFT_META_NFPROTO`.
 pub const META_NFPROTO: u32 = 15;
 /// `NFT_META_L4PROTO`.
@@ -166,6 +170,18 @@ pub fn masq() -> Expr {
     Expr::new("masq", |_| {})
 }
 
+/// `NFT_FIB_RESULT_ADDRTYPE`: the route type of the looked-up address.
+pub const FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `NFTA_FIB_F_DADDR`: look up the destination address.
+pub const FIB_F_DADDR: u32 = 1 << 1;
+
+/// `fib <flags> <result> => reg <dreg>` (e.g. `fib daddr type`).
+pub fn fib(flags: u32, result: u32, dreg: u32) -> Expr {
+    Expr::new("fib", |a| {
+        a.be32(1, dreg).be32(2, result).be32(3, flags);
+    })
+}
+
 /// `counter` (starting at zero).
 pub fn counter() -> Expr {
     Expr::new("counter", |a| {
@@ -218,6 +234,32 @@ pub fn addr_match(field: AddrField, op: CmpOp, net: &IpNet) -> Vec<Expr> {
         bitwise(REG_1, REG_1, &mask, &vec![0; addr_len as usize]),
         cmp(op, REG_1, &bytes),
     ]
+}
+
+/// `iifname "<name>"`: nft compares the whole `IFNAMSIZ` (16-byte, NUL-padded) name.
+pub fn iifname_match(name: &str) -> Vec<Expr> {
+    let mut padded = [0u8; 16];
+    let n = name.len().min(15);
+    padded[..n].copy_from_slice(&name.as_bytes()[..n]);
+    vec![meta(META_IIFNAME, REG_1), cmp(CmpOp::Eq, REG_1, &padded)]
+}
+
+/// `ether saddr <mac>`: 6 bytes at offset 6 of the link-layer header (bridge family).
+pub fn ether_saddr_match(mac: &[u8; 6]) -> Vec<Expr> {
+    vec![payload(BASE_LINK, 6, 6, REG_1), cmp(CmpOp::Eq, REG_1, mac)]
+}
+
+/// The interface name an `iifname` match compares with, if the rule has one.
+pub fn matched_iifname(exprs: &[DecodedExpr]) -> Option<String> {
+    exprs.windows(2).find_map(|w| {
+        let (m, c) = (&w[0], &w[1]);
+        if m.name != "meta" || m.u32(2)? != META_IIFNAME || c.name != "cmp" {
+            return None;
+        }
+        let bytes = c.value(3)?;
+        let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+    })
 }
 
 /// An expression read back from the kernel: its name and its data attributes.
@@ -356,6 +398,27 @@ mod tests {
             Some("2001:db8::2".parse().unwrap())
         );
         assert_eq!(matched_addr(&d, AddrField::Daddr), None);
+    }
+
+    /// The registers and data `nft --debug=netlink` shows for `iifname "veth1234abcd"` and
+    /// `ether saddr 02:42:ac:11:00:09` in a bridge table.
+    #[test]
+    fn iifname_and_ether_saddr_as_nft_encodes_them() {
+        let d = roundtrip(&iifname_match("veth1234abcd"));
+        assert_eq!(
+            (d[0].name.as_str(), d[0].u32(2), d[0].u32(1)),
+            ("meta", Some(6), Some(1))
+        );
+        assert_eq!(d[1].value(3).unwrap(), b"veth1234abcd\0\0\0\0");
+        assert_eq!(matched_iifname(&d).as_deref(), Some("veth1234abcd"));
+        let d = roundtrip(&ether_saddr_match(&[2, 0x42, 0xac, 0x11, 0, 9]));
+        // payload load 6b @ link header + 6 => reg 1
+        assert_eq!(
+            (d[0].u32(1), d[0].u32(2), d[0].u32(3), d[0].u32(4)),
+            (Some(1), Some(0), Some(6), Some(6))
+        );
+        assert_eq!(d[1].value(3).unwrap(), [2, 0x42, 0xac, 0x11, 0, 9]);
+        assert_eq!(matched_iifname(&d), None);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct RuleInfo {
     pub handle: u64,
     /// Its comment, if it has one stored the way `nft` stores them.
     pub comment: Option<String>,
+    /// Its whole userdata (libnftnl TLVs: the comment and any others).
+    pub udata: Vec<u8>,
     /// Its expressions.
     pub exprs: Vec<DecodedExpr>,
 }
@@ -206,6 +208,32 @@ impl Nft {
         }
     }
 
+    /// True when `chain` exists in `table` (one non-dump `GETCHAIN`, a hash lookup in the
+    /// kernel); a missing table is `false`.
+    pub fn chain_exists(&mut self, table: &Table, chain: &str) -> Result<bool> {
+        let mut a = Attrs::new();
+        a.str(1, &table.name).str(3, chain);
+        let seq = self.next_seq(1);
+        let mut out = Vec::new();
+        encode_msg(
+            &mut out,
+            nft_type(msg::GETCHAIN),
+            flags::REQUEST | flags::ACK,
+            seq,
+            table.family as u8,
+            0,
+            &a,
+        );
+        self.send(&out)?;
+        let op = format!("get chain {} {chain}", table.name);
+        // The answer is the chain, then the ACK; or only an error.
+        match self.read_until(|r| matches!(r, Reply::Ack { .. }), &op) {
+            Ok(()) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The rules of `table` (only those of `chain` when given), in chain order. A missing
     /// table or chain gives an empty list.
     pub fn list_rules(&mut self, table: &Table, chain: Option<&str>) -> Result<Vec<RuleInfo>> {
@@ -280,23 +308,31 @@ fn parse_rule(buf: &[u8]) -> Result<RuleInfo> {
         Some(list) => decode_list(list)?,
         None => Vec::new(),
     };
-    let comment = find(&attrs, 7).and_then(comment_of_udata);
+    let udata = find(&attrs, 7).unwrap_or_default().to_vec();
+    let comment = comment_of_udata(&udata);
     Ok(RuleInfo {
         chain,
         handle,
         comment,
+        udata,
         exprs,
     })
 }
 
 /// The comment TLV (type 0) of libnftnl udata, without its NUL.
-fn comment_of_udata(mut udata: &[u8]) -> Option<String> {
+fn comment_of_udata(udata: &[u8]) -> Option<String> {
+    let value = udata_tlv(udata, 0)?;
+    let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
+    Some(String::from_utf8_lossy(&value[..end]).into_owned())
+}
+
+/// The value of the first TLV of type `ty` in libnftnl udata (`{type u8, len u8, value}`).
+pub fn udata_tlv(mut udata: &[u8], ty: u8) -> Option<&[u8]> {
     while udata.len() >= 2 {
-        let (ty, len) = (udata[0], udata[1] as usize);
+        let (t, len) = (udata[0], udata[1] as usize);
         let value = udata.get(2..2 + len)?;
-        if ty == 0 {
-            let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
-            return Some(String::from_utf8_lossy(&value[..end]).into_owned());
+        if t == ty {
+            return Some(value);
         }
         udata = &udata[2 + len..];
     }

@@ -23,6 +23,8 @@ pub mod msg {
     pub const DELTABLE: u16 = 2;
     /// Create a chain.
     pub const NEWCHAIN: u16 = 3;
+    /// Get one chain by name.
+    pub const GETCHAIN: u16 = 4;
     /// Delete a chain.
     pub const DELCHAIN: u16 = 5;
     /// Add a rule; also the type of each rule in a dump.

@@ -1,6 +1,7 @@
 //! The e2e rig: throwaway namespaces ([`TestNs`], [`Pair`]), temp dirs ([`TempDir`]), the
-//! installed `CNI_PATH` farm ([`Farm`]), the plugin call builder ([`Cni`] -> [`Outcome`]), and
-//! probes that skip loudly ([`require_root`], [`kernel_supports`], [`skip!`]).
+//! installed `CNI_PATH` farm ([`Farm`]), the plugin call builder ([`Cni`] -> [`Outcome`]),
+//! probes that skip loudly ([`require_root`], [`kernel_supports`], [`skip!`]), and real traffic
+//! through a fake host (`traffic`).
 //!
 //! A test reads like this:
 //! ```ignore
@@ -14,10 +15,12 @@
 #![allow(dead_code)] // Each helper is used by some test module, not necessarily by all of them.
 
 pub mod cni;
+pub mod echo;
 pub mod farm;
 pub mod ipam;
 pub mod netns;
 pub mod tempdir;
+pub mod traffic;
 
 #[allow(unused_imports)] // Re-exported for the applet test modules.
 pub use cni::{Cni, Outcome};
