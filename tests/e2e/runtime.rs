@@ -3,8 +3,9 @@
 //! from `testdata/netconf/runtime/` (`@DIR@` replaced by the test's temp dir, where host-local's
 //! `dataDir`, tuning's backups and the result cache live). Every verb over a chain of our
 //! plugins, checked against the kernel, the host-local store and the cache; libcni's cache
-//! format read back for DEL and GC; an empty cache file that must not block DEL. Bad input and
-//! the in-process proof are in `runtime_bad.rs`.
+//! format read back for DEL and GC; an empty cache file that must not block DEL; two networks
+//! (bridge on eth0, ptp on net1) on one container, attached and detached one by one. Bad input
+//! and the in-process proof are in `runtime_bad.rs`.
 
 use crate::support::{Cni, Farm, Outcome, Pair, TempDir};
 use serde_json::Value;
@@ -102,6 +103,30 @@ impl Rig {
         let lo = self.pair.container.link("lo").expect("lo");
         let up = lo["flags"].as_array().unwrap().iter().any(|f| f == "UP");
         (up, lo["mtu"].as_u64().unwrap())
+    }
+
+    /// The veths in the fake host.
+    pub fn host_veths(&self) -> Vec<String> {
+        let links = self.pair.host.ip_json(&["-d", "link", "show"]);
+        let links = links.as_array().unwrap().iter();
+        links
+            .filter(|l| l["linkinfo"]["info_kind"] == "veth")
+            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The container's IPv4 addresses of `ifname` (`address/prefix`), none when it is absent.
+    pub fn container_addrs(&self, ifname: &str) -> Vec<String> {
+        if self.pair.container.link(ifname).is_none() {
+            return Vec::new();
+        }
+        let addrs = self.pair.container.ip_json(&["-4", "addr", "show", ifname]);
+        addrs[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect()
     }
 
     /// The lines the `fake` plugin logged: (tag, verb, container, netns, ifname, args, stdin).
@@ -370,4 +395,74 @@ fn an_empty_cache_file_does_not_block_del() {
     assert!(rig.reservations("rtrec").is_empty());
     assert!(!rig.lo_state().0, "lo down after DEL");
     assert!(rig.cache_files().is_empty(), "the empty file is removed");
+}
+
+#[test]
+fn two_networks_on_one_container_keep_results_and_cache_per_interface() {
+    if !crate::support::require_root() {
+        return;
+    }
+    let rig = Rig::new("two-nets", &["bridge.conflist", "ptp.conflist"]);
+    let ns = rig.netns();
+    let bridge = [
+        "rtbridge",
+        ns.as_str(),
+        "-i",
+        "eth0",
+        "--container-id",
+        "pod1",
+    ];
+    let ptp = ["rtptp", ns.as_str(), "-i", "net1", "--container-id", "pod1"];
+    let verb = |v: &str, att: &[&str]| rig.net(&[&[v][..], att].concat());
+    assert!(verb("add", &bridge).ok().stdout.contains("10.94.0.2/24"));
+    assert!(verb("add", &ptp).ok().stdout.contains("10.95.0.2/24"));
+    assert_eq!(rig.container_addrs("eth0"), ["10.94.0.2/24"]);
+    assert_eq!(rig.container_addrs("net1"), ["10.95.0.2/24"]);
+    assert_eq!(
+        rig.pair.container.link("eth0").unwrap()["mtu"],
+        1400,
+        "tuning"
+    );
+    assert_eq!(rig.host_veths().len(), 2);
+    assert_eq!(rig.reservation("rtbridge", "10.94.0.2"), "pod1\r\neth0");
+    assert_eq!(rig.reservation("rtptp", "10.95.0.2"), "pod1\r\nnet1");
+    assert_eq!(rig.cache_files(), ["rtbridge-pod1-eth0", "rtptp-pod1-net1"]);
+    for (net, ifname, ip) in [
+        ("rtbridge", "eth0", "10.94.0.2/24"),
+        ("rtptp", "net1", "10.95.0.2/24"),
+    ] {
+        let result = &rig.cache(net, "pod1", ifname)["result"];
+        assert_eq!(result["ips"][0]["address"], ip, "{result}");
+        let i = result["ips"][0]["interface"].as_u64().unwrap() as usize;
+        assert_eq!(result["interfaces"][i]["name"], ifname, "{result}");
+    }
+    for ip in ["10.94.0.2", "10.95.0.2"] {
+        rig.pair.host.run(["ping", "-c", "1", "-W", "2", ip]);
+    }
+    verb("check", &bridge).ok();
+    verb("check", &ptp).ok();
+
+    verb("del", &bridge).ok();
+    assert!(rig.pair.container.link("eth0").is_none());
+    assert_eq!(
+        rig.container_addrs("net1"),
+        ["10.95.0.2/24"],
+        "net1 untouched"
+    );
+    assert_eq!(rig.host_veths().len(), 1);
+    assert!(rig.reservations("rtbridge").is_empty());
+    assert_eq!(rig.reservations("rtptp"), ["10.95.0.2"]);
+    assert_eq!(rig.cache_files(), ["rtptp-pod1-net1"]);
+    verb("check", &ptp).ok();
+    rig.pair
+        .host
+        .run(["ping", "-c", "1", "-W", "2", "10.95.0.2"]);
+    let gone = verb("check", &bridge);
+    assert_eq!(gone.code, 1, "CHECK of the detached network:\n{gone}");
+
+    verb("del", &ptp).ok();
+    assert_eq!(rig.pair.container.link_names(), ["lo"]);
+    assert!(rig.host_veths().is_empty());
+    assert!(rig.reservations("rtptp").is_empty());
+    assert!(rig.cache_files().is_empty());
 }
