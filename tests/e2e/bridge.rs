@@ -132,15 +132,15 @@ fn two_containers_reach_the_gateway_and_each_other() {
     let ipv4_forward = pair.host.run(["sysctl", "-n", "net.ipv4.ip_forward"]);
     assert_eq!(ipv4_forward.trim(), "1", "isGateway turns forwarding on");
     assert!(
-        ping(&pair.container, "10.11.0.1", Duration::from_secs(3)),
+        ping(&pair.container, "10.11.0.1", Duration::from_secs(10)),
         "container -> gateway"
     );
     assert!(
-        ping(&pair.container, "10.11.0.3", Duration::from_secs(3)),
+        ping(&pair.container, "10.11.0.3", Duration::from_secs(10)),
         "container -> container"
     );
     assert!(
-        ping(&second, "10.11.0.2", Duration::from_secs(3)),
+        ping(&second, "10.11.0.2", Duration::from_secs(10)),
         "and back"
     );
     at2.run(&pair.host, "DEL", &with_prev(&c, &r2)).ok();
@@ -207,7 +207,7 @@ fn ipv6_and_dual_stack() {
             "v6 neighbour"
         );
         if subnets.len() == 2 {
-            assert!(ping(&pair.container, "10.12.0.3", Duration::from_secs(3)));
+            assert!(ping(&pair.container, "10.12.0.3", Duration::from_secs(10)));
         }
         at2.run(&pair.host, "DEL", &c).ok();
         check_del_del(&ours(&pair, "c1"), &pair.host, &c, &r1);
@@ -410,7 +410,7 @@ fn macspoofchk_drops_frames_with_another_source_mac() {
         "{rules}"
     );
     assert!(
-        ping(&pair.container, "10.15.0.1", Duration::from_secs(3)),
+        ping(&pair.container, "10.15.0.1", Duration::from_secs(10)),
         "own MAC passes"
     );
     pair.container

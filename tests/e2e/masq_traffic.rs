@@ -13,7 +13,8 @@ use crate::support::{Pair, TempDir, require_root};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const SECS_3: Duration = Duration::from_secs(3);
+/// Generous: a positive wait ends as soon as traffic passes; only a broken setup waits it out.
+const POSITIVE_WAIT: Duration = Duration::from_secs(10);
 
 fn conf(plugin: &str, data: &TempDir, masq: Option<&str>) -> Value {
     let mut c = json!({"cniVersion": "1.1.0", "name": "masqnet", "type": plugin,
@@ -40,9 +41,9 @@ fn masquerades(plugin: &str) {
         let c = conf(plugin, &data, Some(backend));
         let at = Attachment::ours(plugin, "c1", pair.container.path(), "eth0");
         let r = at.run(&pair.host, "ADD", &c).result().clone();
-        let seen4 = listener.source_seen(&pair.container, outside.v4, SECS_3);
+        let seen4 = listener.source_seen(&pair.container, outside.v4, POSITIVE_WAIT);
         assert_eq!(seen4, Some(outside.host_v4), "{plugin} {backend} IPv4");
-        let seen6 = listener.source_seen(&pair.container, outside.v6, SECS_3);
+        let seen6 = listener.source_seen(&pair.container, outside.v6, POSITIVE_WAIT);
         assert_eq!(seen6, Some(outside.host_v6), "{plugin} {backend} IPv6");
         at.run(&pair.host, "CHECK", &with_prev(&c, &r)).ok();
         at.run(&pair.host, "DEL", &with_prev(&c, &r)).ok();

@@ -136,7 +136,7 @@ fn host_and_container_routes_and_traffic_dual_stack() {
         (&second, "10.51.0.2"),
     ] {
         assert!(
-            ping(ns, to, Duration::from_secs(3)),
+            ping(ns, to, Duration::from_secs(10)),
             "{} -> {to}",
             ns.label()
         );
