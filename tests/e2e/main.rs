@@ -7,6 +7,7 @@ mod support;
 mod bandwidth;
 mod bridge;
 mod bridge_failures;
+mod chain;
 mod demo;
 mod host_local;
 mod host_local_interop;
