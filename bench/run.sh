@@ -438,7 +438,7 @@ chain_exec_notes() {
       seen[$who$i]=$(chain_execs "$who" "${verbs[$i]}" "$path")
     done
   done
-  NOTES+=("" "Full chain, programs each call execs besides nsenter, env and net (strace -f):" ""
+  NOTES+=("" "Full chain: $chain_runs runs per median above. Programs each call execs besides nsenter, env and net (strace -f):" ""
     "| call | ours, iptables, in process | reference v1.1.1 |" "|---|---|---|")
   local labels=(ADD CHECK DEL "DEL again")
   for i in "${!labels[@]}"; do
