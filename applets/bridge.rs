@@ -118,14 +118,19 @@ impl Plugin for Bridge {
         let conf = Config::load(args)?;
         let mut errors = crate::error::ErrorList::new();
         errors.note(podnet::release_ipam(args, &conf.net));
-        let link_nets = errors.note(podnet::remove_container_link(args)).flatten();
-        if conf.mac_spoof_chk {
-            let sc = spoof_check(args);
-            errors.note(Nft::new().and_then(|mut nft| spoofcheck::teardown(&mut nft, &sc)));
-        }
-        if conf.ip_masq && podnet::ipam_type(&conf.net).is_some() {
-            errors.note(podnet::teardown_masq(&conf.net, args, link_nets.as_deref()));
-        }
+        let (link, firewall) = podnet::remove_container_link_with(args, |link_nets| {
+            let mut errors = crate::error::ErrorList::new();
+            if conf.mac_spoof_chk {
+                let sc = spoof_check(args);
+                errors.note(Nft::new().and_then(|mut nft| spoofcheck::teardown(&mut nft, &sc)));
+            }
+            if conf.ip_masq && podnet::ipam_type(&conf.net).is_some() {
+                errors.note(podnet::teardown_masq(&conf.net, args, link_nets));
+            }
+            errors.finish()
+        });
+        errors.note(link);
+        errors.note(firewall);
         errors.finish()
     }
 

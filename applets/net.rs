@@ -42,6 +42,9 @@ pub fn net_main(args: &[OsString]) -> ExitCode {
 }
 
 fn main_as(flavor: Flavor, args: &[OsString]) -> ExitCode {
+    // This process runs a whole list of plugins and then exits: nf_tables sockets may close
+    // late, so that no plugin waits for the kernel when closing one (see `linger`).
+    crate::netfilter::nftables::socket::linger();
     let env: Env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();

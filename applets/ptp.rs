@@ -83,10 +83,13 @@ impl Plugin for Ptp {
         let conf = Config::load(args)?;
         let mut errors = ErrorList::new();
         errors.note(podnet::release_ipam(args, &conf.net));
-        let link_nets = errors.note(podnet::remove_container_link(args)).flatten();
-        if conf.ip_masq {
-            errors.note(podnet::teardown_masq(&conf.net, args, link_nets.as_deref()));
-        }
+        let (link, masq) =
+            podnet::remove_container_link_with(args, |link_nets| match conf.ip_masq {
+                true => podnet::teardown_masq(&conf.net, args, link_nets),
+                false => Ok(()),
+            });
+        errors.note(link);
+        errors.note(masq);
         errors.finish()
     }
 

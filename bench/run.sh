@@ -10,7 +10,9 @@
 #
 # Sections are functions (section_version, section_loopback, ...); add one per applet family and
 # list it in SECTIONS below. Environment: BENCH_RUNS (default 200), BENCH_LOOP_RUNS (runs of
-# the 100-call cases, default 10), BENCH_STATIC=0 (time the dynamic release build instead of the `make static` binary that ships), REF_CNI_PATH
+# the 100-call cases, default 10), BENCH_SECTIONS (a space-separated subset of SECTIONS, in
+# order), BENCH_STATIC=0 (time the dynamic release build, not the `make static` binary that
+# ships), REF_CNI_PATH
 # (/usr/lib/cni), BENCH_TIMER=loop (no hyperfine).
 set -euo pipefail
 
@@ -21,7 +23,7 @@ ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_runtime)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_chain section_runtime)
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
 
@@ -32,6 +34,8 @@ cleanup() {
   ip netns delete "$ns" 2>/dev/null || true
   ip netns delete "$hostns" 2>/dev/null || true
   ip netns delete "$ns-host" 2>/dev/null || true
+  ip netns delete "$ns-chain" 2>/dev/null || true
+  ip netns delete "$ns-chainctr" 2>/dev/null || true
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 
@@ -305,6 +309,146 @@ section_portmap() {
     "|---|---:|---:|---:|---:|" "${PM[@]}")
 }
 
+# --- the full chain (bridge with ipMasq + host-local, portmap, bandwidth, tuning; IPv4) as a
+# runtime runs it: through our runtime tool `net` (libcni's steps: each plugin in order,
+# prevResult chained, capability args injected, result cached), inside a throwaway host netns
+# $ns-chain, for a container in $ns-chainctr. With --cni-path $farm, `net` runs our plugins in
+# process; with a second copy of the binary ($tmp/bin2) it execs one plugin at a time, as
+# containerd or CRI-O do; with /usr/lib/cni it execs the reference plugins.
+chain_runs=${BENCH_CHAIN_RUNS:-30}
+CHAIN_CAPS='{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":8000000,"ingressBurst":400000,"egressRate":16000000,"egressBurst":800000}}'
+
+# chain_conf WHO BACKEND: the conflist in $tmp/chain-WHO/net.d (the reference v1.1.1 ignores
+# both backend keys and uses iptables; its tuning predates txQLen, so none here).
+chain_conf() {
+  local d=$tmp/chain-$1
+  mkdir -p "$d/net.d"
+  printf '%s\n' "{\"cniVersion\": \"1.0.0\", \"name\": \"benchchain\", \"plugins\": [" \
+    " {\"type\": \"bridge\", \"bridge\": \"benchchain0\", \"isGateway\": true, \"ipMasq\": true," \
+    "  \"ipMasqBackend\": \"$2\", \"ipam\": {\"type\": \"host-local\", \"dataDir\": \"$d/ipam\"," \
+    "  \"ranges\": [[{\"subnet\": \"10.98.0.0/24\"}]]}}," \
+    " {\"type\": \"portmap\", \"backend\": \"$2\", \"capabilities\": {\"portMappings\": true}}," \
+    " {\"type\": \"bandwidth\", \"capabilities\": {\"bandwidth\": true}}," \
+    " {\"type\": \"tuning\", \"dataDir\": \"$d/tuning\", \"mtu\": 1400," \
+    "  \"sysctl\": {\"net.ipv4.conf.IFNAME.log_martians\": \"1\"}}]}" >"$d/net.d/10-chain.conflist"
+}
+
+# chain_net WHO VERB CNI_PATH: one `net` call, as the runtime on the host makes it.
+chain_net() {
+  printf "nsenter --net=/run/netns/%s env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin %s/net %s benchchain /run/netns/%s --container-id bench-chain --conf-dir %s --cache-dir %s --cni-path %s --cap-args '%s' >/dev/null" \
+    "$ns-chain" "$farm" "$2" "$ns-chainctr" "$tmp/chain-$1/net.d" "$tmp/chain-$1/cache" "$3" "$CHAIN_CAPS"
+}
+
+# chain_execs WHO VERB CNI_PATH: the programs one call execs besides nsenter, env and net.
+chain_execs() {
+  command -v strace >/dev/null || { echo "n/a (no strace)"; return 0; }
+  local failed=""
+  strace -f -qq -e trace=execve -o "$tmp/execs" sh -c "$(chain_net "$@") 2>/dev/null" || failed=" (the call fails)"
+  grep 'execve("' "$tmp/execs" | grep -v ' = -1 ' | sed 's/^[0-9]* *execve("[^"]*\/\([^"/]*\)".*/\1/' |
+    grep -v -x -e sh -e nsenter -e env -e net | sort | uniq -c |
+    awk '{ printf "%s%s%s", sep, $2, ($1 > 1 ? " x" $1 : ""); sep = ", " } END { if (!NR) printf "none" }'
+  printf '%s' "$failed"
+}
+
+# chain_case WHO BACKEND CNI_PATH: ADD and DEL medians (each after the other verb, untimed),
+# as "ADD_US DEL_US".
+chain_case() {
+  local add del a d
+  chain_conf "$1" "$2"
+  add=$(chain_net "$1" add "$3")
+  del=$(chain_net "$1" del "$3")
+  a=$(MEDIAN_RUNS=$chain_runs MEDIAN_WARMUP=2 median_us "$add" "$del")
+  sh -c "$del"
+  d=$(MEDIAN_RUNS=$chain_runs MEDIAN_WARMUP=2 median_us "$del" "$add")
+  echo "$a $d"
+}
+
+# chain_rows LABEL "ADD_US DEL_US" ["REF_ADD_US REF_DEL_US"]: two table rows.
+chain_rows() {
+  local o=($2) r=(${3:-})
+  add_row "full chain ADD, $1" 1 "${o[0]}" "${r[0]:-}"
+  add_row "full chain DEL, $1" 1 "${o[1]}" "${r[1]:-}"
+}
+
+# chain_targets "ADD_US DEL_US" "REF_ADD_US REF_DEL_US" LABEL
+chain_targets() {
+  local o=($1) r=($2)
+  target "full chain ADD, $3: $(ratio "${r[0]}" "${o[0]}")x faster than the reference (>= 4x)" "$((o[0] * 4 <= r[0]))"
+  target "full chain DEL, $3: $(ratio "${r[1]}" "${o[1]}")x faster than the reference (>= 10x)" "$((o[1] * 10 <= r[1]))"
+}
+
+# The kernel's share: median of `ip link del` of a veth pair and of an IFB (the `ip` exec
+# included); the chain's DEL deletes one of each.
+chain_floor_notes() {
+  local n=/run/netns/$ns-chain veth ifb
+  veth=$(MEDIAN_RUNS=$chain_runs median_us "nsenter --net=$n ip link del bfa" "nsenter --net=$n ip link add bfa type veth peer name bfb")
+  ifb=$(MEDIAN_RUNS=$chain_runs median_us "nsenter --net=$n ip link del bfi" "nsenter --net=$n ip link add bfi type ifb")
+  NOTES+=("" "Full chain, the kernel's share of DEL here: \`ip link del\` of a veth pair $(ms "$veth") ms, of an IFB $(ms "$ifb") ms (medians, the \`ip\` exec included; the chain deletes one of each, and each nf_tables or iptables-nft change that deletes rules waits for one more RCU grace period when its socket closes)")
+}
+
+section_chain() {
+  local a
+  for a in net bridge host-local portmap bandwidth tuning; do
+    have_applet "$a" || { note "chain: no $a applet in this build yet; skipped"; return 0; }
+  done
+  ip netns add "$ns-chain"
+  ip netns add "$ns-chainctr"
+  ip -n "$ns-chain" link set lo up
+  "$top/install.sh" --prefix "$tmp/bin2" --binary "$farm/cni-multi" >/dev/null
+  local harness nft ipt xnft xipt theirs=""
+  harness=$(MEDIAN_RUNS=$chain_runs median_us "nsenter --net=/run/netns/$ns-chain env -i /bin/true")
+  harness=$((harness > floor ? harness - floor : 0))
+  nft=$(chain_case ours-nft nftables "$farm")
+  ipt=$(chain_case ours-ipt iptables "$farm")
+  xnft=$(chain_case ours-xnft nftables "$tmp/bin2")
+  xipt=$(chain_case ours-xipt iptables "$tmp/bin2")
+  if have_ref bridge && have_ref host-local && have_ref portmap && have_ref bandwidth && have_ref tuning; then
+    theirs=$(chain_case ref iptables "$ref")
+  fi
+  chain_rows "nftables, in process (reference: iptables)" "$nft" "$theirs"
+  chain_rows "iptables, in process" "$ipt" "$theirs"
+  chain_rows "nftables, one exec per plugin (reference: iptables)" "$xnft" "$theirs"
+  chain_rows "iptables, one exec per plugin" "$xipt" "$theirs"
+  if [ -n "$theirs" ]; then
+    chain_targets "$ipt" "$theirs" "iptables, in process"
+    chain_targets "$xipt" "$theirs" "iptables, one exec per plugin"
+  fi
+  local n=($nft)
+  local n_add=$((n[0] - harness)) n_del=$((n[1] - harness))
+  target "full chain ADD, nftables, in process: median $(ms "$n_add") ms (less $(ms "$harness") ms of nsenter + env) <= 7 ms" "$((n_add <= 7000))"
+  target "full chain DEL, nftables, in process: median $(ms "$n_del") ms (less $(ms "$harness") ms of nsenter + env) <= 7 ms" "$((n_del <= 7000))"
+  chain_exec_notes
+  chain_floor_notes
+  local left
+  left=$(ip netns exec "$ns-chain" sh -c 'ip -brief link show type veth; ip -brief link show type ifb; iptables-save | grep CNI-DN-; nft list ruleset | grep -e dnat -e "masquerade comment"; tc qdisc show | grep -e tbf -e ingress' || true)
+  [ -z "$left" ] || die "chain: left behind: $left"
+  ip netns delete "$ns-chainctr"
+  ip netns delete "$ns-chain"
+}
+
+# What each call execs: ours must run one iptables-restore per family per change and none when
+# nothing changes (the second DEL).
+chain_exec_notes() {
+  local verbs=(add check del del) who path i
+  local -A seen=()
+  for who in ours-ipt ref; do
+    path=$farm
+    if [ "$who" = ref ]; then
+      have_ref bridge || continue
+      path=$ref
+    fi
+    for i in "${!verbs[@]}"; do
+      seen[$who$i]=$(chain_execs "$who" "${verbs[$i]}" "$path")
+    done
+  done
+  NOTES+=("" "Full chain: $chain_runs runs per median above. Programs each call execs besides nsenter, env and net (strace -f):" ""
+    "| call | ours, iptables, in process | reference v1.1.1 |" "|---|---|---|")
+  local labels=(ADD CHECK DEL "DEL again")
+  for i in "${!labels[@]}"; do
+    NOTES+=("| ${labels[$i]} | ${seen[ours-ipt$i]} | ${seen[ref$i]:-–} |")
+  done
+}
+
 RSS=()
 rss() { # peak RSS (KiB) of one VERSION call
   [ -x /usr/bin/time ] || { RSS+=("| $1 VERSION | n/a (no /usr/bin/time) | |"); return 0; }
@@ -370,6 +514,7 @@ main() {
   ip netns add "$ns"
   floor=$(median_us "CNI_COMMAND=VERSION /bin/true <$tmp/version.json")
   local s
+  [ -z "${BENCH_SECTIONS:-}" ] || read -r -a SECTIONS <<<"$BENCH_SECTIONS"
   for s in "${SECTIONS[@]}"; do "$s"; done
   report
 }

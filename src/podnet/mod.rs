@@ -167,9 +167,39 @@ pub fn check_masq(
     netfilter::check_ip_masq(kind, &masq(net, args, nets))
 }
 
-/// DEL: removes `CNI_IFNAME` from the container netns and returns its global unicast
-/// addresses (for the masquerade teardown). `None` when the netns or the link is gone.
-pub fn remove_container_link(args: &CmdArgs) -> Result<Option<Vec<IpNet>>> {
+/// DEL: removes `CNI_IFNAME` from the container netns and, side by side on a second thread,
+/// runs `teardown` (the firewall side) with the link's global unicast addresses (`None` when
+/// the netns or the link is already gone). Returns the link's outcome and the teardown's.
+///
+/// Both halves wait in the kernel for RCU: a link deletion in `netdev_run_todo`'s
+/// `rcu_barrier`, an nf_tables change when its socket closes (the release handler flushes the
+/// transaction destroy work), an iptables-nft change when iptables-restore exits. Run one after
+/// the other they cost two grace periods, side by side about one.
+pub fn remove_container_link_with<F>(args: &CmdArgs, teardown: F) -> (Result<()>, Result<()>)
+where
+    F: FnOnce(Option<&[IpNet]>) -> Result<()> + Send,
+{
+    let (nl, link, nets) = match container_link(args) {
+        Ok(Some(found)) => found,
+        Ok(None) => return (Ok(()), teardown(None)),
+        Err(e) => return (Err(e), teardown(None)),
+    };
+    std::thread::scope(|s| {
+        let firewall = s.spawn(|| teardown(Some(&nets)));
+        let removed = match nl.delete_link(link) {
+            Err(e) if netlink::is_not_found(&e) => Ok(()),
+            other => other.with_context(|| format!("delete {} in the container", args.ifname)),
+        };
+        let firewall = firewall
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (removed, firewall)
+    })
+}
+
+/// The container link (a handle in its netns, its index) and its global unicast addresses;
+/// `None` when the netns or the link is gone.
+fn container_link(args: &CmdArgs) -> Result<Option<(Handle, u32, Vec<IpNet>)>> {
     let Some(ns) = args.netns_if_present()? else {
         return Ok(None);
     };
@@ -183,11 +213,7 @@ pub fn remove_container_link(args: &CmdArgs) -> Result<Option<Vec<IpNet>>> {
         .map(|a| a.addr)
         .filter(|n| is_global_unicast(&n.addr()))
         .collect();
-    match nl.delete_link(link.index) {
-        Err(e) if netlink::is_not_found(&e) => {}
-        other => other.with_context(|| format!("delete {} in the container", args.ifname))?,
-    }
-    Ok(Some(nets))
+    Ok(Some((nl, link.index, nets)))
 }
 
 /// Go's `IP.IsGlobalUnicast`: not unspecified, loopback, multicast, link-local or broadcast.
@@ -290,6 +316,52 @@ mod tests {
             format!("{bad}").contains("invalid MAC address \"nope\""),
             "{bad}"
         );
+    }
+
+    /// DEL's two halves: the firewall teardown gets the link's global addresses (read before
+    /// the link goes) and runs on its own thread, in the caller's netns, while the link is
+    /// deleted; both outcomes come back. With the link gone, the teardown still runs.
+    #[test]
+    fn firewall_torn_down_beside_the_link_deletion() {
+        use crate::netns::Netns;
+        use crate::veth::{VethRequest, setup_veth};
+        let Some(host_ns) = crate::testutil::fresh_netns("firewall_beside_link") else {
+            return;
+        };
+        let cont_ns = crate::testutil::another_netns();
+        let (host, cont) = (Handle::new().unwrap(), Handle::in_netns(&cont_ns).unwrap());
+        let req = VethRequest {
+            ifname: "eth0",
+            ..Default::default()
+        };
+        let pair = setup_veth(&host, &cont, &cont_ns, &req).unwrap();
+        let addr = "10.9.0.2/24".parse().unwrap();
+        cont.add_address(pair.container.index, addr, true).unwrap();
+        let mut args = cmd("");
+        args.netns = format!("/proc/self/fd/{}", cont_ns.raw_fd());
+        let caller = std::thread::current().id();
+        let seen = std::sync::Mutex::new(None);
+        let (link, firewall) = remove_container_link_with(&args, |nets| {
+            let here = Netns::current().unwrap();
+            let ran = (
+                std::thread::current().id() != caller,
+                here.same_as(&host_ns),
+            );
+            *seen.lock().unwrap() = Some((nets.map(<[IpNet]>::to_vec), ran));
+            bail!("the firewall half failed")
+        });
+        link.unwrap();
+        assert!(format!("{}", firewall.unwrap_err()).contains("firewall half"));
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen, Some((Some(vec![addr]), (true, true))));
+        assert!(cont.link_by_name("eth0").unwrap().is_none());
+        assert!(host.link_by_name(&pair.host.name).unwrap().is_none());
+        let (link, firewall) = remove_container_link_with(&args, |nets| {
+            assert_eq!(nets, None);
+            Ok(())
+        });
+        link.unwrap();
+        firewall.unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! is gone succeed, CHECK notices a removed qdisc, GC removes a stale IFB, and the reference
 //! plugin's CHECK and DEL accept what we made (and ours what it made).
 
+use crate::support::tc::{root_qdisc, tc_json as tc};
 use crate::support::{Cni, Farm, Pair, TestNs, reference_plugin, require_root};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -57,18 +58,6 @@ fn call(verb: &str, pair: &Pair, conf: &Value) -> Cni {
         .netns(pair.container.path())
         .ifname("eth0")
         .config(conf)
-}
-
-fn tc(ns: &TestNs, args: &[&str]) -> Value {
-    let out = ns.run(["tc", "-j"].iter().chain(args));
-    serde_json::from_str(&out).unwrap_or(Value::Array(vec![]))
-}
-
-/// The root qdisc `tc -j` shows on `dev`.
-fn root_qdisc(ns: &TestNs, dev: &str) -> Value {
-    let all = tc(ns, &["qdisc", "show", "dev", dev]);
-    let mut roots = all.as_array().unwrap().iter().filter(|q| q["root"] == true);
-    roots.next().cloned().unwrap_or(Value::Null)
 }
 
 fn ifb_names(ns: &TestNs) -> Vec<String> {

@@ -7,6 +7,8 @@ mod support;
 mod bandwidth;
 mod bridge;
 mod bridge_failures;
+mod chain;
+mod chain_many;
 mod demo;
 mod host_local;
 mod host_local_interop;

@@ -10,7 +10,7 @@
 //! port (hairpin), CHECK, DEL twice, nothing left. Plus bad input (nothing applied), interop
 //! with the reference portmap both ways, and 200 containers added and deleted.
 
-use crate::support::echo::{Servers, Topo, in_ns, tcp_ask, udp_ask, udp_once};
+use crate::support::echo::{Ask, Servers, Topo, expect_answers, in_ns, tcp_ask, udp_once};
 use crate::support::{Cni, Farm, TestNs, reference_plugin, require_root, skip};
 use serde_json::{Value, json};
 use std::net::UdpSocket;
@@ -101,60 +101,19 @@ fn have_tools() -> bool {
 /// Every kind of forwarded traffic gets through, and the server sees the expected peer:
 /// outside clients as themselves, localhost and hairpin connections masqueraded.
 fn expect_forwarding(topo: &Topo, what: &str) {
-    let cases: [(&TestNs, &str, &str, &str, bool); 7] = [
-        (
-            &topo.out,
-            "192.168.77.1:18080",
-            "192.168.77.2",
-            "outside tcp v4",
-            true,
-        ),
-        (
-            &topo.out,
-            "[fd77::1]:18080",
-            "fd77::2",
-            "outside tcp v6",
-            true,
-        ),
-        (
-            &topo.out,
-            "192.168.77.1:15353",
-            "192.168.77.2",
-            "outside udp v4",
-            false,
-        ),
-        (
-            &topo.out,
-            "[fd77::1]:15353",
-            "fd77::2",
-            "outside udp v6",
-            false,
-        ),
-        (
-            &topo.host,
-            "127.0.0.1:18080",
-            "10.99.0.1",
-            "host localhost",
-            true,
-        ),
-        (
-            &topo.ctr,
-            "10.99.0.1:18080",
-            "10.99.0.1",
-            "hairpin v4",
-            true,
-        ),
-        (&topo.ctr, "[fd99::1]:18080", "fd99::1", "hairpin v6", true),
-    ];
-    for (from, to, peer, case, tcp) in cases {
-        let answer = if tcp {
-            tcp_ask(from, to)
-        } else {
-            udp_ask(from, to)
-        };
-        let answer = answer.unwrap_or_else(|e| panic!("{what} {case}: {e}"));
-        assert_eq!(answer, format!("{peer} ping"), "{what} {case}");
-    }
+    let (out, host, ctr) = (&topo.out, &topo.host, &topo.ctr);
+    expect_answers(
+        what,
+        &[
+            Ask::tcp(out, "192.168.77.1:18080", "192.168.77.2"),
+            Ask::tcp(out, "[fd77::1]:18080", "fd77::2"),
+            Ask::udp(out, "192.168.77.1:15353", "192.168.77.2"),
+            Ask::udp(out, "[fd77::1]:15353", "fd77::2"),
+            Ask::tcp(host, "127.0.0.1:18080", "10.99.0.1"),
+            Ask::tcp(ctr, "10.99.0.1:18080", "10.99.0.1"),
+            Ask::tcp(ctr, "[fd99::1]:18080", "fd99::1"),
+        ],
+    );
 }
 
 /// ADD, traffic of every kind, CHECK, DEL twice and no residue, for each spec version.

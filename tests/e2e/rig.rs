@@ -3,6 +3,7 @@
 //! binary's own entry points (`--version`, `--help`, `--list`, unknown applets) behave as
 //! dispatch promises (exit 127 for an unknown applet, like a shell's "command not found").
 
+use crate::support::residue::nft_residue;
 use crate::support::{
     self, Cni, Farm, Pair, TempDir, TestNs, farm, kernel_supports, netns_inode, require_root,
 };
@@ -311,4 +312,29 @@ fn kernel_probe_answers_and_skip_announces() {
         support::skip!("kernel lacks no-such-kind (expected: this proves skip! returns)");
     }
     unreachable!("skip! must return from the test");
+}
+
+/// The residue oracle lets through the shared skeleton only: a container's DNAT rule, another
+/// `cni_` table, or a masquerade rule outside `CNI-HOSTPORT-MASQ` is reported.
+#[test]
+fn residue_oracle_allows_only_the_shared_skeleton() {
+    let skeleton = "table ip cni_hostport {\n\tcomment \"CNI portmap plugin\"\n\
+        \tchain hostports {\n\t}\n\tchain prerouting {\n\
+        \t\ttype nat hook prerouting priority dstnat; policy accept;\n\
+        \t\tfib daddr type local jump hostports_all\n\t}\n}\n\
+        table ip nat {\n\tchain CNI-HOSTPORT-MASQ {\n\
+        \t\tmeta mark & 0x00002000 == 0x00002000 counter packets 4 bytes 212 masquerade\n\t}\n}\n";
+    assert_eq!(nft_residue(skeleton), Vec::<String>::new());
+    let dnat = skeleton.replace(
+        "\tchain hostports {\n",
+        "\tchain hostports {\n\t\ttcp dport 8080 dnat to 10.0.0.2:80 comment \"c1\"\n",
+    );
+    assert_eq!(nft_residue(&dnat).len(), 1, "{dnat}");
+    let other = format!("{skeleton}table inet cni_other {{\n}}\n");
+    assert_eq!(nft_residue(&other).len(), 1, "{other}");
+    let masq = skeleton.replace(
+        "\tchain CNI-HOSTPORT-MASQ {\n",
+        "\tchain CNI-0123 {\n\t\tip daddr != 224.0.0.0/4 masquerade\n\t}\n\tchain CNI-HOSTPORT-MASQ {\n",
+    );
+    assert_eq!(nft_residue(&masq).len(), 1, "{masq}");
 }

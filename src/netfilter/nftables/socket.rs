@@ -17,8 +17,11 @@ use anyhow::{Context, Result, bail};
 use neli::consts::socket::{Msg, NlFamily};
 use neli::socket::NlSocket;
 use neli::utils::Groups;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::ErrorKind;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const RECV_BUF: usize = 64 * 1024;
 const DUMP_ATTEMPTS: usize = 5;
@@ -75,8 +78,45 @@ pub struct RuleInfo {
 
 /// An nf_tables netlink socket in the netns it was opened in.
 pub struct Nft {
-    sock: NlSocket,
+    /// Always `Some` until dropped (then maybe handed to [`PARKED`]).
+    sock: Option<NlSocket>,
     seq: u32,
+}
+
+/// Whether a dropped [`Nft`] parks its socket instead of closing it (see [`linger`]).
+static LINGER: AtomicBool = AtomicBool::new(false);
+/// The parked sockets, oldest first.
+static PARKED: Mutex<VecDeque<NlSocket>> = Mutex::new(VecDeque::new());
+/// How many sockets stay parked; parking one more closes the oldest.
+const PARKED_MAX: usize = 8;
+
+/// From now on, a dropped [`Nft`] keeps its socket open (the last eight of them)
+/// until the process exits, for a process that runs several plugins in a row (the runtime
+/// tool). After a batch that deleted something, the kernel's release handler for the socket
+/// flushes nf_tables' transaction destroy work, which waits for an RCU grace period: closed at
+/// once, the socket makes its plugin wait; closed later, the grace period has passed while the
+/// next plugin worked (deleting a link waits for one too) and nothing waits.
+pub fn linger() {
+    LINGER.store(true, Ordering::Relaxed);
+}
+
+/// Keeps `sock` open; closes the oldest parked socket when more than `max` are.
+fn park(parked: &Mutex<VecDeque<NlSocket>>, sock: NlSocket, max: usize) {
+    let mut parked = parked.lock().unwrap_or_else(|p| p.into_inner());
+    parked.push_back(sock);
+    while parked.len() > max {
+        parked.pop_front();
+    }
+}
+
+impl Drop for Nft {
+    fn drop(&mut self) {
+        if let Some(sock) = self.sock.take()
+            && LINGER.load(Ordering::Relaxed)
+        {
+            park(&PARKED, sock, PARKED_MAX);
+        }
+    }
 }
 
 impl Nft {
@@ -90,7 +130,7 @@ impl Nft {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32);
         Ok(Nft {
-            sock,
+            sock: Some(sock),
             seq: seed.unwrap_or(1),
         })
     }
@@ -126,9 +166,13 @@ impl Nft {
         first
     }
 
+    fn sock(&self) -> &NlSocket {
+        self.sock.as_ref().expect("open until dropped")
+    }
+
     fn send(&self, bytes: &[u8]) -> Result<()> {
         let sent = self
-            .sock
+            .sock()
             .send(bytes, Msg::empty())
             .context("send to nf_tables")?;
         if sent != bytes.len() {
@@ -149,7 +193,7 @@ impl Nft {
         let mut first_err: Option<NftError> = None;
         let mut buf = vec![0u8; RECV_BUF];
         loop {
-            let n = match self.sock.recv(&mut buf[..], Msg::DONTWAIT) {
+            let n = match self.sock().recv(&mut buf[..], Msg::DONTWAIT) {
                 Ok((n, _)) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e).context("receive nf_tables replies"),
@@ -189,7 +233,7 @@ impl Nft {
         let mut buf = vec![0u8; RECV_BUF];
         loop {
             let (n, _) = self
-                .sock
+                .sock()
                 .recv(&mut buf[..], Msg::empty())
                 .context("receive from nf_tables")?;
             for r in parse_replies(&buf[..n])? {
@@ -350,6 +394,31 @@ mod tests {
         u.extend(comment_udata("hello"));
         assert_eq!(comment_of_udata(&u).as_deref(), Some("hello"));
         assert_eq!(comment_of_udata(&[3, 9, 1]), None);
+    }
+
+    /// A parked socket stays open; parking more than the cap closes the oldest.
+    #[test]
+    fn parked_sockets_stay_open_up_to_the_cap() {
+        use std::os::fd::AsRawFd;
+        let target = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        let parked = Mutex::new(VecDeque::new());
+        let socks: Vec<NlSocket> = (0..3)
+            .map(|_| NlSocket::connect(NlFamily::Route, None, Groups::empty()).unwrap())
+            .collect();
+        let ids: Vec<_> = socks
+            .iter()
+            .map(|s| (s.as_raw_fd(), target(s.as_raw_fd())))
+            .collect();
+        for s in socks {
+            park(&parked, s, 2);
+        }
+        assert_eq!(parked.lock().unwrap().len(), 2);
+        // The oldest is closed (its number may already serve another file of this process).
+        assert_ne!(target(ids[0].0), ids[0].1);
+        for (fd, socket) in &ids[1..] {
+            assert!(socket.is_some());
+            assert_eq!(&target(*fd), socket, "still open");
+        }
     }
 
     #[test]

@@ -174,3 +174,50 @@ pub fn udp_once(sock: &UdpSocket, to: &str) -> Option<String> {
     let n = sock.recv(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).to_string())
 }
+
+/// One request a test expects answered by an echo server: from `from` to `to` (`ip:port`,
+/// `[ip6]:port`), and the peer address the server must report seeing.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    from: &'a TestNs,
+    to: &'a str,
+    peer: &'a str,
+    udp: bool,
+}
+
+impl<'a> Ask<'a> {
+    /// A TCP request.
+    pub fn tcp(from: &'a TestNs, to: &'a str, peer: &'a str) -> Ask<'a> {
+        Ask {
+            from,
+            to,
+            peer,
+            udp: false,
+        }
+    }
+
+    /// A UDP request.
+    pub fn udp(from: &'a TestNs, to: &'a str, peer: &'a str) -> Ask<'a> {
+        Ask {
+            from,
+            to,
+            peer,
+            udp: true,
+        }
+    }
+}
+
+/// Sends every request and panics, naming `what` and the request, unless each is answered
+/// and the server saw the expected peer.
+pub fn expect_answers(what: &str, asks: &[Ask<'_>]) {
+    for a in asks {
+        let (answer, proto) = if a.udp {
+            (udp_ask(a.from, a.to), "udp")
+        } else {
+            (tcp_ask(a.from, a.to), "tcp")
+        };
+        let case = format!("{what}: {proto} from {} to {}", a.from.label(), a.to);
+        let answer = answer.unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(answer, format!("{} ping", a.peer), "{case}");
+    }
+}

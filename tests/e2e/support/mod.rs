@@ -19,6 +19,9 @@ pub mod echo;
 pub mod farm;
 pub mod ipam;
 pub mod netns;
+pub mod residue;
+pub mod runtime;
+pub mod tc;
 pub mod tempdir;
 pub mod traffic;
 
