@@ -19,10 +19,12 @@
 //! equal to what is wanted. Every forward is one `iptables-restore` run: the per-container
 //! chain is rewritten whole (declaring an existing chain flushes it) and its entry rules
 //! replaced, so a repeated ADD leaves no duplicates (the reference appends missing rules).
+//! Forward, teardown and GC hold [`lock::exclusive`] from save to restore, so concurrent runs
+//! never plan on each other's stale snapshots (see `lock.rs`).
 //! Teardown removes the chain and every rule jumping to it, wherever it is, plus the legacy
 //! `CNI-SN-…` chain; the top-level chains stay, as in the reference.
 
-use super::{Forward, Mapping, Owner, Proto, Removed, Snat};
+use super::{Forward, Mapping, Owner, Proto, Removed, Snat, lock};
 use crate::netfilter::IpFamily;
 use crate::netfilter::iptables::{Change, Iptables, Rule, Saved};
 use crate::netfilter::naming::chain_name_with_prefix;
@@ -328,6 +330,7 @@ pub fn plan_forward(saved: &Saved, f: &Forward<'_>) -> Change {
 
 /// Installs the forwarding of `f` with one restore.
 pub fn forward(ipt: &Iptables, f: &Forward<'_>) -> Result<()> {
+    let _held = lock::exclusive()?;
     let saved = ipt.save(TABLE)?;
     ipt.restore(&plan_forward(&saved, f))
 }
@@ -421,6 +424,7 @@ pub fn teardown(ipt: &Iptables, owner: &Owner<'_>, removed: &mut Removed) -> Res
     if !may_hold(ipt.family(), &chains) {
         return Ok(());
     }
+    let _held = lock::exclusive()?;
     let saved = ipt.save(TABLE)?;
     for port in udp_ports_of(&saved, &chains[0]) {
         removed.add_udp(ipt.family(), port);
@@ -459,6 +463,7 @@ pub fn gc(
     valid: &[Attachment],
     removed: &mut Removed,
 ) -> Result<()> {
+    let _held = lock::exclusive()?;
     let saved = ipt.save(TABLE)?;
     let stale = stale_chains(&saved, network, valid);
     for c in &stale {

@@ -264,3 +264,55 @@ fn iptables_masq_all_external_chain_and_shrinking_readd() {
     gc(&ipt, "test", &[], &mut removed).unwrap();
     assert!(shared_only(&nat_state("iptables-save")));
 }
+
+/// Two first ADDs for different containers at once (the shared chains missing from both
+/// snapshots) both keep their entry rules: without a lock across save and restore, the
+/// second restore re-declares `CNI-HOSTPORT-DNAT` and so flushes the first one's rule.
+#[test]
+fn concurrent_first_adds_keep_both_entry_rules() {
+    let test = "concurrent_first_adds_keep_both_entry_rules";
+    let Some(ns) = fresh_netns(test) else {
+        return;
+    };
+    if !have_iptables(test) {
+        return;
+    }
+    let ms = mappings();
+    let mark = Snat::MarkBit(13);
+    let ids = ["racer-one", "racer-two"];
+    let ipt = Iptables::new(IpFamily::V4);
+    for round in 0..25 {
+        for flag in ["-F", "-X"] {
+            oracle::run(&oracle::here(), &["iptables", "-t", "nat", flag]);
+        }
+        let barrier = std::sync::Barrier::new(ids.len());
+        std::thread::scope(|s| {
+            for (i, id) in ids.iter().enumerate() {
+                let (ns, barrier, ms, mark) = (&ns, &barrier, &ms, &mark);
+                s.spawn(move || {
+                    ns.run(|| {
+                        let f = Forward {
+                            container_id: id,
+                            ..forward(ms, &format!("10.0.0.{}/24", i + 2), mark, &[])
+                        };
+                        barrier.wait();
+                        super::forward(&ipt, &f).unwrap();
+                    })
+                    .unwrap();
+                });
+            }
+        });
+        let state = nat_state("iptables-save");
+        for (i, id) in ids.iter().enumerate() {
+            let f = Forward {
+                container_id: id,
+                ..forward(&ms, &format!("10.0.0.{}/24", i + 2), &mark, &[])
+            };
+            let gaps = missing(&ipt.save(TABLE).unwrap(), &f);
+            assert!(
+                gaps.is_empty(),
+                "round {round}: {id} lost {gaps:?}\n{state:#?}"
+            );
+        }
+    }
+}

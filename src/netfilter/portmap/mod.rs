@@ -14,6 +14,7 @@
 
 pub mod conditions;
 pub mod iptables;
+pub mod lock;
 pub mod nftables;
 
 use super::iptables::Iptables;
