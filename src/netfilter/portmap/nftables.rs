@@ -246,24 +246,37 @@ fn in_place(nft: &mut Nft, t: &Table) -> Result<InPlace> {
 
 /// True when the shared jump rules are exactly what [`skeleton`] writes.
 fn jumps_in_place(nft: &mut Nft, t: &Table) -> Result<bool> {
-    let jump = |to: &str| Some(Verdict::Jump(to.into()));
-    let all = nft.list_rules(t, Some(HOSTPORTS_ALL))?;
-    let targets: Vec<Option<Verdict>> = all.iter().map(|r| r.exprs[0].verdict()).collect();
-    let all_ok = all.iter().all(|r| r.exprs.len() == 1)
-        && targets == [jump(HOSTIP_HOSTPORTS), jump(HOSTPORTS)];
-    if !all_ok {
+    if !all_jumps_ok(&nft.list_rules(t, Some(HOSTPORTS_ALL))?) {
         return Ok(false);
     }
     for base in ["prerouting", "output"] {
-        let rules = nft.list_rules(t, Some(base))?;
-        let ok = matches!(rules.as_slice(), [r] if r.exprs.len() == 3
-            && r.exprs[0].name == "fib"
-            && r.exprs[2].verdict() == jump(HOSTPORTS_ALL));
-        if !ok {
+        if !base_jump_ok(&nft.list_rules(t, Some(base))?) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+fn jump(to: &str) -> Option<Verdict> {
+    Some(Verdict::Jump(to.into()))
+}
+
+/// True when the rules of `HOSTPORTS_ALL` are exactly its two one-verdict jumps. A rule the
+/// kernel dumps without expressions is simply not one of them.
+fn all_jumps_ok(rules: &[RuleInfo]) -> bool {
+    let one_verdict = |r: &RuleInfo| match r.exprs.as_slice() {
+        [e] => e.verdict(),
+        _ => None,
+    };
+    let targets: Vec<Option<Verdict>> = rules.iter().map(one_verdict).collect();
+    targets == [jump(HOSTIP_HOSTPORTS), jump(HOSTPORTS)]
+}
+
+/// True when a base chain holds just the `fib daddr type local` jump to `HOSTPORTS_ALL`.
+fn base_jump_ok(rules: &[RuleInfo]) -> bool {
+    matches!(rules, [r] if r.exprs.len() == 3
+        && r.exprs[0].name == "fib"
+        && r.exprs[2].verdict() == jump(HOSTPORTS_ALL))
 }
 
 /// The whole ADD transaction for `f`, on top of what is `in_place`.

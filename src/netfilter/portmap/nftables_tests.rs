@@ -277,3 +277,34 @@ fn conditions_are_per_container() {
         "{text}"
     );
 }
+
+fn rule_info(exprs: Vec<crate::netfilter::nftables::DecodedExpr>) -> RuleInfo {
+    RuleInfo {
+        chain: HOSTPORTS_ALL.into(),
+        handle: 1,
+        comment: None,
+        udata: Vec::new(),
+        exprs,
+    }
+}
+
+fn decoded(
+    exprs: &[crate::netfilter::nftables::Expr],
+) -> Vec<crate::netfilter::nftables::DecodedExpr> {
+    use crate::netfilter::nftables::{expr, wire::Attrs};
+    let mut a = Attrs::new();
+    expr::encode_list(exprs, &mut a);
+    expr::decode_list(a.as_bytes()).unwrap()
+}
+
+/// A rule dumped without NFTA_RULE_EXPRESSIONS is not a jump in place, and no panic.
+#[test]
+fn rule_without_expressions_is_not_in_place() {
+    let jumps = [HOSTIP_HOSTPORTS, HOSTPORTS]
+        .map(|to| rule_info(decoded(&[expr::verdict(&Verdict::Jump(to.into()))])));
+    assert!(all_jumps_ok(&jumps));
+    assert!(!all_jumps_ok(&[rule_info(Vec::new()), jumps[1].clone()]));
+    assert!(!all_jumps_ok(&[jumps[0].clone(), rule_info(Vec::new())]));
+    assert!(!all_jumps_ok(&[]));
+    assert!(!base_jump_ok(&[rule_info(Vec::new())]));
+}
