@@ -76,6 +76,19 @@ struct Config {
     trunk: Vec<u16>,
 }
 
+/// What DEL reads: only the keys it acts on, so a config ADD refuses (a bad bridge name or
+/// VLAN) still releases IPAM and removes what an earlier config made.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DelConfig {
+    #[serde(flatten)]
+    net: NetConf,
+    #[serde(default)]
+    ip_masq: bool,
+    #[serde(default, rename = "macspoofchk")]
+    mac_spoof_chk: bool,
+}
+
 fn default_bridge() -> String {
     "cni0".into()
 }
@@ -115,14 +128,18 @@ impl Plugin for Bridge {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        let conf = Config::load(args)?;
+        let conf: DelConfig = args.config()?;
         let mut errors = crate::error::ErrorList::new();
         errors.note(podnet::release_ipam(args, &conf.net));
         let (link, firewall) = podnet::remove_container_link_with(args, |link_nets| {
             let mut errors = crate::error::ErrorList::new();
             if conf.mac_spoof_chk {
                 let sc = spoof_check(args);
-                errors.note(Nft::new().and_then(|mut nft| spoofcheck::teardown(&mut nft, &sc)));
+                let removed = Nft::new().and_then(|mut nft| spoofcheck::teardown(&mut nft, &sc));
+                // Without nf_tables here there is no spoof check to remove.
+                if removed.is_err() && Nft::usable() {
+                    errors.note(removed);
+                }
             }
             if conf.ip_masq && podnet::ipam_type(&conf.net).is_some() {
                 errors.note(podnet::teardown_masq(&conf.net, args, link_nets));
@@ -336,8 +353,9 @@ const CONTAINER_IFACE: usize = 2;
 /// Takes IPAM's addresses, routes and DNS into `result` (`calcGateways`): every address
 /// belongs to the container veth; with `isGateway` a missing gateway is the subnet's first
 /// address; with `isDefaultGateway` each family gets a default route via its gateway unless
-/// IPAM gave one. Returns the gateway addresses (with the subnet's prefix) for the bridge.
-fn apply_ipam(result: &mut CniResult, ipam: CniResult, conf: &Config) -> Vec<IpNet> {
+/// IPAM gave one. Returns the gateway addresses (with the subnet's prefix) for the bridge;
+/// a gateway of the other family than its address is a config error.
+fn apply_ipam(result: &mut CniResult, ipam: CniResult, conf: &Config) -> Result<Vec<IpNet>> {
     result.ips = ipam.ips;
     result.routes = ipam.routes;
     result.dns = ipam.dns;
@@ -361,10 +379,16 @@ fn apply_ipam(result: &mut CniResult, ipam: CniResult, conf: &Config) -> Vec<IpN
             default_done[family] = true;
         }
         if let (true, Some(gw)) = (conf.is_gateway(), ip.gateway) {
-            gateways.push(IpNet::new(gw, ip.address.prefix_len()).expect("same family prefix"));
+            let gw = IpNet::new(gw, ip.address.prefix_len()).map_err(|_| {
+                bad_config(format!(
+                    "gateway {gw} is not of the family of {}",
+                    ip.address
+                ))
+            })?;
+            gateways.push(gw);
         }
     }
-    gateways
+    Ok(gateways)
 }
 
 /// The host and the container, as the ADD steps reach them.
@@ -386,7 +410,7 @@ fn add_layer3<'a>(
     rb: &mut Rollback<'a>,
 ) -> Result<()> {
     let ipam_result = podnet::ipam_add(args, ipam, rb)?;
-    let gateways = apply_ipam(result, ipam_result, conf);
+    let gateways = apply_ipam(result, ipam_result, conf)?;
     container_sysctls(sides.ns, &args.ifname, conf.enable_dad);
     configure_iface(sides.cont, sides.ns, &args.ifname, result)?;
     if conf.is_gateway() {

@@ -161,7 +161,7 @@ fn gateways_are_computed_and_default_routes_added_once_per_family() {
         ipc("10.2.0.5/24", Some("10.2.0.254")),
         ipc("fd00::5/64", None),
     ];
-    let gws = apply_ipam(&mut r, ipam(ips, vec![]), &conf);
+    let gws = apply_ipam(&mut r, ipam(ips, vec![]), &conf).unwrap();
     let gws: Vec<String> = gws.iter().map(ToString::to_string).collect();
     assert_eq!(gws, ["10.1.0.1/16", "10.2.0.254/24", "fd00::1/64"]);
     assert!(r.ips.iter().all(|i| i.interface == Some(2)));
@@ -185,12 +185,13 @@ fn ipam_default_route_with_gateway_is_kept_and_no_gateway_without_is_gateway() {
         &mut r,
         ipam(vec![ipc("10.1.0.5/16", None)], vec![own.clone()]),
         &conf,
-    );
+    )
+    .unwrap();
     assert_eq!(r.routes, [own]);
 
     let conf = load("{}").unwrap();
     let mut r = CniResult::default();
-    let gws = apply_ipam(&mut r, ipam(vec![ipc("10.1.0.5/16", None)], vec![]), &conf);
+    let gws = apply_ipam(&mut r, ipam(vec![ipc("10.1.0.5/16", None)], vec![]), &conf).unwrap();
     assert!(gws.is_empty() && r.routes.is_empty());
     assert_eq!(
         r.ips[0].gateway, None,

@@ -50,13 +50,14 @@ pub fn ipam_type(net: &NetConf) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// IPAM ADD; pushes the matching IPAM DEL onto `rb`, so a later failure releases the
+/// IPAM ADD; first pushes the matching IPAM DEL onto `rb`, so any later failure, even of
+/// this ADD (it may have allocated before its result turned out unreadable), releases the
 /// addresses. Fails when the IPAM plugin returned no address.
 pub fn ipam_add<'a>(args: &'a CmdArgs, ipam: &'a str, rb: &mut Rollback<'a>) -> Result<CniResult> {
-    let result = delegate_add(ipam, args)?;
     rb.push(format!("release addresses ({ipam} DEL)"), move || {
         delegate(Command::Del, ipam, args)
     });
+    let result = delegate_add(ipam, args)?;
     if result.ips.is_empty() {
         bail!("IPAM plugin returned missing IP config");
     }
@@ -140,7 +141,8 @@ fn masq<'a>(net: &'a NetConf, args: &'a CmdArgs, nets: &'a [IpNet]) -> Masq<'a> 
 }
 
 /// Sets up ipMasq for `nets` with the configured backend (`ipMasqBackend`; unset: iptables
-/// unless only nftables works) and pushes its teardown onto `rb`.
+/// unless only nftables works), its teardown pushed onto `rb` first: a setup failing half-way
+/// (one family done) is undone too.
 pub fn setup_masq<'a>(
     backend: Option<&str>,
     net: &'a NetConf,
@@ -149,11 +151,11 @@ pub fn setup_masq<'a>(
     rb: &mut Rollback<'a>,
 ) -> Result<()> {
     let kind = netfilter::choose_backend(backend)?;
-    netfilter::setup_ip_masq(kind, &masq(net, args, &nets))?;
+    let undo = nets.clone();
     rb.push("remove ipMasq rules", move || {
-        netfilter::teardown_ip_masq(&masq(net, args, &nets))
+        netfilter::teardown_ip_masq(&masq(net, args, &undo))
     });
-    Ok(())
+    netfilter::setup_ip_masq(kind, &masq(net, args, &nets))
 }
 
 /// Fails unless the ipMasq rules of `nets` are in place.
@@ -235,20 +237,20 @@ fn is_global_unicast(ip: &IpAddr) -> bool {
     }
 }
 
-/// DEL: removes the attachment's masquerading from both backends. The addresses come from
-/// the link when it was still there, else from `prevResult`; with neither, both families are
-/// swept (the rules are found by network, interface and container, the addresses only pick
-/// the iptables family), so rules never leak.
+/// DEL: removes the attachment's masquerading from both backends. The addresses are those of
+/// the link (when it was still there) and of `prevResult` together, as the link may have lost
+/// some; with neither, both families are swept (the rules are found by network, interface and
+/// container, the addresses only pick the iptables family), so rules never leak.
 pub fn teardown_masq(net: &NetConf, args: &CmdArgs, from_link: Option<&[IpNet]>) -> Result<()> {
-    let nets: Vec<IpNet> = match from_link.filter(|n| !n.is_empty()) {
-        Some(n) => n.to_vec(),
-        None => match net.prev_result().ok().flatten().map(|r| result_nets(&r)) {
-            Some(n) if !n.is_empty() => n,
-            _ => ["0.0.0.0/0", "::/0"]
-                .map(|s| s.parse().expect("literal"))
-                .to_vec(),
-        },
-    };
+    let mut nets: Vec<IpNet> = from_link.unwrap_or_default().to_vec();
+    if let Some(prev) = net.prev_result().ok().flatten() {
+        nets.extend(result_nets(&prev));
+    }
+    if nets.is_empty() {
+        nets = ["0.0.0.0/0", "::/0"]
+            .map(|s| s.parse().expect("literal"))
+            .to_vec();
+    }
     netfilter::teardown_ip_masq(&masq(net, args, &nets))
 }
 

@@ -19,6 +19,7 @@ mod loopback;
 mod masq_traffic;
 mod podman;
 mod podnet;
+mod podnet_failures;
 mod portmap;
 mod ptp;
 mod rig;

@@ -40,7 +40,7 @@ pub fn setup_ip_masq(kind: BackendKind, m: &Masq<'_>) -> Result<()> {
 }
 
 /// Removes masquerading for `m` from both backends; success when nothing is there or a
-/// backend is not usable here.
+/// backend (for iptables: an address family) is not usable here.
 pub fn teardown_ip_masq(m: &Masq<'_>) -> Result<()> {
     let mut errors = ErrorList::new();
     for b in all_backends() {
@@ -109,15 +109,19 @@ impl Backend for IptablesBackend {
         Ok(())
     }
 
+    /// A family whose tools do not work here (e.g. no ip6tables) cannot hold rules of ours:
+    /// its failure is no error, whatever the other family does.
     fn teardown_masq(&self, m: &Masq<'_>) -> Result<()> {
         let chain = chain_name(m.network, m.container_id);
         let mut errors = ErrorList::new();
         for family in IpFamily::present(m.ipns) {
             let ipt = Iptables::new(family);
-            errors.note(
-                ipt.save(iptables::TABLE)
-                    .and_then(|saved| ipt.restore(&iptables::plan_teardown(&saved, &chain))),
-            );
+            let done = ipt
+                .save(iptables::TABLE)
+                .and_then(|saved| ipt.restore(&iptables::plan_teardown(&saved, &chain)));
+            if done.is_err() && ipt.usable() {
+                errors.note(done);
+            }
         }
         errors.finish()
     }
