@@ -3,12 +3,13 @@
 //! `plugins/ipam/host-local` (FEATURES.md 6.10). Run with the full network config of the
 //! plugin that delegates to it (FEATURES.md 1.7). Beyond the reference: GC releases every
 //! reservation not in `cni.dev/valid-attachments` (nothing without that key), STATUS reports an exhausted range set with
-//! code 50 (USER-ASKS rows 2, 3), CHECK also compares the reservations with `prevResult`, and a
-//! repeated ADD returns the addresses already held.
+//! code 50 (USER-ASKS rows 2, 3), CHECK also compares the reservations with `prevResult`, a
+//! repeated ADD returns the addresses already held, and DEL reads only the network name and
+//! `dataDir` (ranges given only through `ipRanges` are often absent from DEL).
 
 use crate::error::{CniError, code};
 use crate::ipam::allocator::{allocate, free_addresses, release, release_all_but};
-use crate::ipam::config::{HostLocalConfig, read_resolv_conf};
+use crate::ipam::config::{HostLocalConfig, data_dir, read_resolv_conf};
 use crate::ipam::{DiskStore, RangeSet, Store};
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, Dns, NetConf};
@@ -50,8 +51,9 @@ impl Plugin for HostLocal {
     }
 
     fn del(&self, args: &CmdArgs) -> anyhow::Result<()> {
-        let (conf, _) = load(args)?;
-        if let Some(mut store) = DiskStore::open_existing(&conf.data_dir, &conf.name)? {
+        // Only the store's location: ranges from ipRanges are often absent from DEL.
+        let conf: Conf = args.config()?;
+        if let Some(mut store) = DiskStore::open_existing(&data_dir(&conf.net)?, &conf.net.name)? {
             release(&mut store, &args.container_id, &args.ifname)?;
         }
         Ok(())

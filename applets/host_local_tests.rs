@@ -285,21 +285,22 @@ fn status_reports_exhaustion_with_code_50() {
 }
 
 #[test]
-fn bad_config_is_code_7_on_every_verb() {
+fn bad_config_is_code_7_but_del_reads_only_the_store_location() {
     let tmp = TempDir::new("hl-bad");
     let c = conf(tmp.path(), json!({"subnet": "10.18.0.0/33"}));
-    for verb in ["DEL", "STATUS"] {
-        let (rc, out) = via_skel(verb, &c, "c1", "eth0");
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!((rc, v["code"].as_u64()), (1, Some(7)), "{verb}: {out}");
-        assert!(
-            v["msg"]
-                .as_str()
-                .unwrap()
-                .contains("ipam.subnet: invalid CIDR \"10.18.0.0/33\""),
-            "{out}"
-        );
-    }
+    let (rc, out) = via_skel("STATUS", &c, "", "");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((rc, v["code"].as_u64()), (1, Some(7)), "{out}");
+    let want = "ipam.subnet: invalid CIDR \"10.18.0.0/33\"";
+    assert!(v["msg"].as_str().unwrap().contains(want), "{out}");
+    // DEL needs only the store's location: ranges may come from ipRanges, absent at DEL.
+    assert_eq!(via_skel("DEL", &c, "c1", "eth0"), (0, String::new()));
+    let mut c = conf(tmp.path(), json!({}));
+    c["ipam"]["dataDir"] = json!(5);
+    let (rc, out) = via_skel("DEL", &c, "c1", "eth0");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((rc, v["code"].as_u64()), (1, Some(7)), "{out}");
+    assert!(v["msg"].as_str().unwrap().contains("ipam.dataDir"), "{out}");
 }
 
 /// Every `ok-*` config parses; every `bad-*` fails with code 7 and its `_expect` text.

@@ -13,13 +13,14 @@
 //!   are merged into the config's).
 //!
 //! ADD returns `prevResult` with the new MAC on the interface. DEL never fails on the kernel
-//! side (as the reference); sysctls are not restored (they die with the netns). CHECK compares
-//! every configured value, promisc both ways.
+//! side (as the reference); sysctls are not restored by DEL (they die with the netns). CHECK
+//! compares every configured value, promisc both ways.
 //!
-//! Beyond the reference: a failed ADD restores what it changed; DEL removes the backup file
-//! when the netns or the interface is gone (the reference leaves it); MACs are compared as
-//! addresses, not strings. No GC: backup files do not name their network, so one network's GC
-//! could not tell its own stale files from another network's.
+//! Beyond the reference: a failed ADD restores what it changed, sysctls and link attributes,
+//! and removes the backup; DEL always removes the backup file, restored or not (the reference
+//! leaves it when the netns or interface is gone or a restore fails, and DEL is never retried);
+//! MACs are compared as addresses, not strings. No GC: backup files do not name their
+//! network, so one network's GC could not tell its own stale files from another network's.
 
 use crate::error::{ErrorList, bad_config};
 use crate::netlink::{Handle, Link, mac_string, parse_mac};
@@ -119,18 +120,22 @@ impl Plugin for Tuning {
             .prev_result()?
             .ok_or_else(|| bad_config("Required prevResult missing"))?;
         let ns = args.open_netns()?;
-        write_sysctls(&ns, &want.sysctl, &args.ifname)?;
-        if want.changes_link() {
-            let nl = Handle::in_netns(&ns)?;
-            let link = container_link(&nl, &args.ifname)?;
-            let file = backup_file(&want.data_dir, args);
+        let nl = want
+            .changes_link()
+            .then(|| Handle::in_netns(&ns))
+            .transpose()?;
+        let file = backup_file(&want.data_dir, args);
+        let mut rb = Rollback::new();
+        write_sysctls(&ns, &want.sysctl, &args.ifname, &mut rb)?;
+        if let Some(nl) = &nl {
+            let link = container_link(nl, &args.ifname)?;
             let saved = backup_of(&link, &want);
+            rb.push("backup file", || forget(&file));
             save(&file, &saved)?;
-            let mut rb = Rollback::new();
-            rb.push("link attributes", || restore(&nl, &file, &args.ifname));
-            apply(&nl, link.index, &want)?;
-            rb.commit();
+            rb.push("link attributes", move || restore(nl, &saved, &args.ifname));
+            apply(nl, link.index, &want)?;
         }
+        rb.commit();
         if let Some(mac) = want.mac {
             for i in result
                 .interfaces
@@ -148,14 +153,14 @@ impl Plugin for Tuning {
         // not block DEL.
         let c: DelConfig = args.config()?;
         let file = backup_file(&data_dir(&c.data_dir), args);
-        // As the reference: restoring is best effort and DEL succeeds regardless. With the
-        // netns gone there is nothing left to restore, so the backup goes too.
-        let _ = match args.netns_if_present() {
-            Ok(Some(ns)) => Handle::in_netns(&ns).and_then(|nl| restore(&nl, &file, &args.ifname)),
-            Ok(None) => forget(&file),
-            Err(e) => Err(e),
-        };
-        Ok(())
+        // As the reference: restoring is best effort and DEL succeeds regardless. DEL is then
+        // never retried, so the backup goes whatever happened to the restore.
+        if let Some(saved) = read_backup(&file)
+            && let Ok(Some(ns)) = args.netns_if_present()
+        {
+            let _ = Handle::in_netns(&ns).and_then(|nl| restore(&nl, &saved, &args.ifname));
+        }
+        forget(&file)
     }
 
     fn check(&self, args: &CmdArgs) -> anyhow::Result<()> {
@@ -287,10 +292,13 @@ fn sysctl_key(key: &str, ifname: &str) -> anyhow::Result<String> {
     }
 }
 
-fn write_sysctls(
-    ns: &Netns,
+/// Writes the sysctls inside `ns`, first pushing onto `rb` a step that writes back the values
+/// they had (keys that cannot be read, such as write-only ones, are not restored).
+fn write_sysctls<'a>(
+    ns: &'a Netns,
     sysctl: &BTreeMap<String, String>,
     ifname: &str,
+    rb: &mut Rollback<'a>,
 ) -> anyhow::Result<()> {
     let keys: Vec<(String, &String)> = sysctl
         .iter()
@@ -299,6 +307,20 @@ fn write_sysctls(
     if keys.is_empty() {
         return Ok(());
     }
+    let old: Vec<(String, String)> = ns.run(|| {
+        keys.iter()
+            .filter_map(|(k, _)| sysctl::read(k).ok().map(|v| (k.clone(), v)))
+            .collect()
+    })?;
+    rb.push("sysctls", move || {
+        ns.run(|| {
+            let mut errors = ErrorList::new();
+            for (k, v) in old.iter().rev() {
+                errors.note(sysctl::write(k, v));
+            }
+            errors.finish()
+        })?
+    });
     ns.run(|| keys.iter().try_for_each(|(k, v)| sysctl::write(k, v)))?
 }
 
@@ -382,18 +404,16 @@ fn apply(nl: &Handle, index: u32, want: &Want) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Puts back what the backup file holds and removes it. With no file there is nothing to do;
-/// an unreadable file or a missing interface leave nothing to restore, so the file just goes;
-/// a failed restore keeps it.
-fn restore(nl: &Handle, file: &Path, ifname: &str) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read(file) else {
+/// The backup in `file`; `None` when it is missing or unreadable (nothing to restore).
+fn read_backup(file: &Path) -> Option<Backup> {
+    let text = std::fs::read(file).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Puts back the saved values; a missing interface leaves nothing to restore.
+fn restore(nl: &Handle, b: &Backup, ifname: &str) -> anyhow::Result<()> {
+    let Some(link) = nl.link_by_name(ifname)? else {
         return Ok(());
-    };
-    let (Ok(b), Some(link)) = (
-        serde_json::from_slice::<Backup>(&text),
-        nl.link_by_name(ifname)?,
-    ) else {
-        return forget(file);
     };
     let mut errors = ErrorList::new();
     let i = link.index;
@@ -425,8 +445,7 @@ fn restore(nl: &Handle, file: &Path, ifname: &str) -> anyhow::Result<()> {
                 .context("failed to restore transmit queue length"),
         );
     }
-    errors.finish()?;
-    forget(file)
+    errors.finish()
 }
 
 fn forget(file: &Path) -> anyhow::Result<()> {

@@ -307,3 +307,63 @@ fn failed_add_restores_what_it_changed() {
     let e = Tuning.add(&cmd(Command::Add, &c, &path, "")).unwrap_err();
     assert!(format!("{e}").contains("prevResult"));
 }
+
+#[test]
+fn del_drops_the_backup_when_the_netns_cannot_be_opened() {
+    let dir = TempDir::new("tuning-del-notns");
+    let file = dir.path().join("ctr1_eth0.json");
+    std::fs::write(&file, "{\"mtu\": 1500}").unwrap();
+    // Exists, but is no netns: DEL succeeds and is never retried, so the backup must go.
+    let not_ns = dir.path().join("not-a-netns");
+    std::fs::write(&not_ns, "").unwrap();
+    let c = json!({"cniVersion": "1.1.0", "name": "tnet", "dataDir": dir.path()});
+    Tuning
+        .del(&cmd(Command::Del, &c, not_ns.to_str().unwrap(), ""))
+        .unwrap();
+    assert!(!file.exists());
+}
+
+#[test]
+fn del_drops_the_backup_when_restoring_fails() {
+    let Some((cont, path, dir)) = setup("tuning_del_drops_the_backup_when_restoring_fails") else {
+        return;
+    };
+    let file = dir.path().join("state/ctr1_eth0.json");
+    let b = Backup {
+        mtu: 70000,
+        ..Default::default()
+    };
+    save(&file, &b).unwrap();
+    let c = conf_with(&dir, &path, json!({}));
+    Tuning.del(&cmd(Command::Del, &c, &path, "")).unwrap();
+    assert!(!file.exists());
+    let nl = Handle::in_netns(&cont).unwrap();
+    assert_eq!(nl.link_by_name("eth0").unwrap().unwrap().mtu, 1500);
+}
+
+#[test]
+fn failed_add_restores_the_sysctls_it_wrote() {
+    let Some((cont, path, dir)) = setup("tuning_failed_add_restores_the_sysctls_it_wrote") else {
+        return;
+    };
+    let key = "net/ipv4/conf/eth0/arp_ignore";
+    let before = sysctl::read_in(&cont, key).unwrap();
+    assert_ne!(before, "2");
+    // The sysctl is written, then the link change fails.
+    let c = conf_with(
+        &dir,
+        &path,
+        json!({"sysctl": {"net.ipv4.conf.IFNAME.arp_ignore": "2"}, "mtu": 70000}),
+    );
+    Tuning.add(&cmd(Command::Add, &c, &path, "")).unwrap_err();
+    assert_eq!(sysctl::read_in(&cont, key).unwrap(), before);
+    // A later sysctl failing undoes the earlier ones (keys are written in sorted order).
+    let c = conf_with(
+        &dir,
+        &path,
+        json!({"sysctl": {"net.ipv4.conf.IFNAME.arp_ignore": "2",
+                          "net.ipv4.conf.IFNAME.no_such_knob": "1"}}),
+    );
+    Tuning.add(&cmd(Command::Add, &c, &path, "")).unwrap_err();
+    assert_eq!(sysctl::read_in(&cont, key).unwrap(), before);
+}

@@ -52,14 +52,13 @@ impl HostLocalConfig {
     pub fn load(net: &NetConf, cni_args: &CniArgs) -> anyhow::Result<HostLocalConfig> {
         let ipam = ipam_section(net)?;
         let (range_sets, set_labels) = collect_range_sets(net, ipam)?;
-        let data_dir = get_str(ipam, "dataDir", "ipam")?.unwrap_or(DEFAULT_DATA_DIR);
         Ok(HostLocalConfig {
             name: net.name.clone(),
             cni_version: net.cni_version.clone(),
             range_sets,
             set_labels,
             routes: parse_routes(ipam.get("routes"), "ipam.routes")?,
-            data_dir: PathBuf::from(data_dir),
+            data_dir: data_dir(net)?,
             resolv_conf: get_str(ipam, "resolvConf", "ipam")?.map(PathBuf::from),
             requested: collect_requests(net, cni_args)?,
         })
@@ -89,6 +88,13 @@ impl HostLocalConfig {
         }
         Ok(per_set)
     }
+}
+
+/// `ipam.dataDir`, or the default: with the network name, all that DEL needs. Ranges may come
+/// only from capability args a runtime does not pass to DEL, so DEL must not read them.
+pub fn data_dir(net: &NetConf) -> anyhow::Result<PathBuf> {
+    let dir = get_str(ipam_section(net)?, "dataDir", "ipam")?.unwrap_or(DEFAULT_DATA_DIR);
+    Ok(PathBuf::from(dir))
 }
 
 /// The `ipam` section's keys other than `type`.

@@ -13,25 +13,37 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase")]
 pub struct NetConf {
     /// Spec version of this configuration; empty means 0.1.0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub cni_version: String,
     /// Every version the configuration supports (1.1.0).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub cni_versions: Vec<String>,
     /// Network name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub name: String,
     /// Plugin type (the applet name).
-    #[serde(default, rename = "type")]
+    #[serde(default, deserialize_with = "null_is_default", rename = "type")]
     pub plugin_type: String,
     /// Capabilities the plugin wants filled into `runtimeConfig`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub capabilities: BTreeMap<String, bool>,
     /// IPAM section; its `type` names the delegate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<IpamConf>,
     /// DNS settings to report.
-    #[serde(default, skip_serializing_if = "Dns::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_default",
+        skip_serializing_if = "Dns::is_empty"
+    )]
     pub dns: Dns,
     /// Structured args (`args.cni.ips`, `args.cni.mac`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +52,11 @@ pub struct NetConf {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_result: Option<Value>,
     /// Values the runtime filled in from `capabilities`.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_is_default",
+        skip_serializing_if = "Map::is_empty"
+    )]
     pub runtime_config: Map<String, Value>,
     /// GC (1.1.0): the attachments still in use; everything else may be cleaned up.
     #[serde(
@@ -49,6 +65,15 @@ pub struct NetConf {
         skip_serializing_if = "Option::is_none"
     )]
     pub valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// `null` decodes to the type's default, as Go decodes `null` into the zero value.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// One attachment named in `cni.dev/valid-attachments`.
@@ -179,5 +204,32 @@ mod tests {
         let e = c.runtime::<String>("mac").unwrap_err();
         assert_eq!(crate::error::code_of(&e), 7);
         assert!(format!("{e}").contains("runtimeConfig.mac"));
+    }
+
+    #[test]
+    fn null_is_the_default_for_every_common_key() {
+        // Go decodes null into the zero value; so must we, on every verb.
+        let c: NetConf = serde_json::from_str(
+            r#"{"cniVersion":null,"cniVersions":null,"name":null,"type":null,
+                "capabilities":null,"ipam":null,"dns":null,"args":null,"prevResult":null,
+                "runtimeConfig":null,"cni.dev/valid-attachments":null}"#,
+        )
+        .unwrap();
+        assert_eq!((c.cni_version.as_str(), c.name.as_str()), ("", ""));
+        assert!(c.cni_versions.is_empty() && c.capabilities.is_empty());
+        assert!(c.dns.is_empty() && c.runtime_config.is_empty());
+        assert!(c.ipam.is_none() && c.valid_attachments.is_none());
+        // Applets embed NetConf with flatten, which decodes through another path.
+        #[derive(Deserialize)]
+        struct Applet {
+            #[serde(flatten)]
+            net: NetConf,
+        }
+        let a: Applet = serde_json::from_str(
+            r#"{"name":"n","dns":null,"runtimeConfig":null,"capabilities":null}"#,
+        )
+        .unwrap();
+        assert_eq!(a.net.name, "n");
+        assert!(a.net.dns.is_empty() && a.net.runtime_config.is_empty());
     }
 }

@@ -336,12 +336,12 @@ fn bad_configs_fail_with_code_7_naming_the_field() {
         add.expect_error(7);
         assert!(msg(&add).contains(&want), "{name}: want {want:?}:\n{add}");
         let del = call(ours(), &pair, "DEL", "bad", &c);
-        if name.starts_with("bad-requested-") {
-            // Which address was asked for does not matter when releasing.
-            assert_eq!(del.ok().stdout, "", "{name}");
-        } else {
+        if name == "bad-missing-ipam.json" {
             del.expect_error(7);
             assert!(msg(&del).contains(&want), "{name} DEL: {del}");
+        } else {
+            // DEL reads only where the store is; ranges and requests do not matter to it.
+            assert_eq!(del.ok().stdout, "", "{name}");
         }
         count += 1;
     }
@@ -399,4 +399,30 @@ fn allocation_failures_name_the_address_and_the_range() {
         msg(&full),
         "failed to allocate for range 0: no IP addresses available in range set: 10.70.0.1-10.70.0.2"
     );
+}
+
+#[test]
+fn del_without_the_ranges_of_add_releases() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("hl-del-ranges");
+    let tmp = TempDir::new("hl-del-ranges");
+    // The ranges come only from the ipRanges capability, which the runtime may not pass to DEL.
+    let mut add_conf = conf("1.1.0", tmp.path(), json!({}));
+    add_conf["runtimeConfig"] = json!({"ipRanges": [[{"subnet": "10.61.0.0/24"}]]});
+    let add = call(ours(), &pair, "ADD", "ctr-ranges", &add_conf);
+    assert_eq!(first_address(add.result()), "10.61.0.2/24");
+    let store = tmp.join(NET);
+    assert!(snapshot(&store).contains_key("10.61.0.2"), "reserved");
+    let del_conf = conf("1.1.0", tmp.path(), json!({}));
+    for round in ["DEL", "second DEL"] {
+        let del = call(ours(), &pair, "DEL", "ctr-ranges", &del_conf);
+        assert_eq!(del.ok().stdout, "", "{round}");
+        assert_eq!(
+            snapshot(&store),
+            store_with("ctr-ranges", &[], &["10.61.0.2"]),
+            "store after {round}"
+        );
+    }
 }
