@@ -242,6 +242,27 @@ pub fn gc_ports(network: &str, valid: &[Attachment]) -> Result<Removed> {
     errors.finish().map(|()| removed)
 }
 
+/// The mappings of the reference's own unit test (portmap_test.go), shared by both backends' tests.
+#[cfg(test)]
+pub(crate) fn reference_mappings() -> Vec<Mapping> {
+    let m = |h, c, p, ip: Option<&str>| Mapping {
+        host_port: h,
+        container_port: c,
+        proto: p,
+        host_ip: ip.map(|s| s.parse().unwrap()),
+    };
+    vec![
+        m(8080, 80, Proto::Tcp, None),
+        m(8081, 80, Proto::Tcp, None),
+        m(8080, 81, Proto::Udp, None),
+        m(8082, 82, Proto::Udp, None),
+        m(8083, 83, Proto::Tcp, Some("192.168.0.2")),
+        m(8084, 84, Proto::Tcp, Some("0.0.0.0")),
+        m(8085, 85, Proto::Tcp, Some("2001:db8:a::1")),
+        m(8086, 86, Proto::Tcp, Some("::")),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

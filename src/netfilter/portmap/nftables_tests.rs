@@ -5,31 +5,13 @@
 use super::*;
 use crate::netfilter::oracle::{self, here, run};
 use crate::netfilter::portmap::Mapping;
+use crate::netfilter::portmap::reference_mappings as mappings;
 use crate::testutil::fresh_netns;
 
 const CID: &str = "icee6giejonei6so";
 
 fn golden(name: &str) -> String {
     format!("{}/testdata/netfilter/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn mappings() -> Vec<Mapping> {
-    let m = |h, c, p, ip: Option<&str>| Mapping {
-        host_port: h,
-        container_port: c,
-        proto: p,
-        host_ip: ip.map(|s| s.parse().unwrap()),
-    };
-    vec![
-        m(8080, 80, Proto::Tcp, None),
-        m(8081, 80, Proto::Tcp, None),
-        m(8080, 81, Proto::Udp, None),
-        m(8082, 82, Proto::Udp, None),
-        m(8083, 83, Proto::Tcp, Some("192.168.0.2")),
-        m(8084, 84, Proto::Tcp, Some("0.0.0.0")),
-        m(8085, 85, Proto::Tcp, Some("2001:db8:a::1")),
-        m(8086, 86, Proto::Tcp, Some("::")),
-    ]
 }
 
 fn forward<'a>(network: &'a str, ms: &'a [Mapping], ip: &str, snat: &'a Snat) -> Forward<'a> {
