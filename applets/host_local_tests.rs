@@ -6,6 +6,7 @@ use super::*;
 use crate::error::code_of;
 use crate::ipam::test_support::TempDir;
 use crate::skel::{Command, Env, Io};
+use crate::testutil::check_config_testdata;
 use crate::types::IpConfig;
 use crate::types::args::CniArgs;
 use serde_json::{Value, json};
@@ -306,37 +307,11 @@ fn bad_config_is_code_7_but_del_reads_only_the_store_location() {
 /// Every `ok-*` config parses; every `bad-*` fails with code 7 and its `_expect` text.
 #[test]
 fn testdata_configs() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/config/host-local");
-    let mut seen = (0, 0);
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let text = fs::read_to_string(&path).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let parsed = serde_json::from_value::<Conf>(v.clone())
-            .map_err(anyhow::Error::from)
-            .and_then(|c| HostLocalConfig::load(&c.net, &CniArgs::default()))
-            .and_then(|c| c.requests_per_set().map(|_| c));
-        if name.starts_with("ok-") {
-            parsed.unwrap_or_else(|e| panic!("{name}: {e:#}"));
-            seen.0 += 1;
-        } else if name.starts_with("bad-") {
-            let e = parsed.err().unwrap_or_else(|| panic!("{name} parsed"));
-            let want = v["_expect"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name} lacks _expect"));
-            assert_eq!(code_of(&e), 7, "{name}: {e:#}");
-            assert!(
-                format!("{e:#}").contains(want),
-                "{name}: want {want:?} in {e:#}"
-            );
-            seen.1 += 1;
-        }
-    }
-    assert!(
-        seen.0 >= 4 && seen.1 >= 8,
-        "too few testdata files: {seen:?}"
-    );
+    check_config_testdata("host-local", (4, 8), |v| {
+        let c = serde_json::from_value::<Conf>(v.clone())?;
+        HostLocalConfig::load(&c.net, &CniArgs::default())?.requests_per_set()?;
+        Ok(())
+    });
 }
 
 /// The reference binary, when this machine has it (Debian's containernetworking-plugins).

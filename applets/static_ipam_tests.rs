@@ -4,6 +4,7 @@
 use super::*;
 use crate::error::code_of;
 use crate::skel::{Command, Env};
+use crate::testutil::check_config_testdata;
 use serde_json::{Value, json};
 
 fn cmd(command: Command, conf: &Value, cni_args: &str) -> CmdArgs {
@@ -154,31 +155,5 @@ fn check_compares_prev_result() {
 /// Every `ok-*` config parses; every `bad-*` fails with code 7 and its `_expect` text.
 #[test]
 fn testdata_configs() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/config/static");
-    let mut seen = (0, 0);
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let parsed = load_json(&v, "");
-        if name.starts_with("ok-") {
-            parsed.unwrap_or_else(|e| panic!("{name}: {e:#}"));
-            seen.0 += 1;
-        } else if name.starts_with("bad-") {
-            let e = parsed.err().unwrap_or_else(|| panic!("{name} parsed"));
-            let want = v["_expect"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name} lacks _expect"));
-            assert_eq!(code_of(&e), 7, "{name}: {e:#}");
-            assert!(
-                format!("{e:#}").contains(want),
-                "{name}: want {want:?} in {e:#}"
-            );
-            seen.1 += 1;
-        }
-    }
-    assert!(
-        seen.0 >= 3 && seen.1 >= 8,
-        "too few testdata files: {seen:?}"
-    );
+    check_config_testdata("static", (3, 8), |v| load_json(v, "").map(|_| ()));
 }

@@ -69,6 +69,43 @@ pub fn testdata(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// Checks `testdata/config/<applet>/`: every `ok-*` file must `parse`, every `bad-*` must fail
+/// with code 7 and a message holding its `_expect` text; at least `min` (ok, bad) files.
+pub fn check_config_testdata(
+    applet: &str,
+    min: (usize, usize),
+    parse: impl Fn(&serde_json::Value) -> anyhow::Result<()>,
+) {
+    let mut seen = (0, 0);
+    for entry in std::fs::read_dir(testdata(&format!("config/{applet}"))).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let parsed = parse(&v);
+        if name.starts_with("ok-") {
+            parsed.unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            seen.0 += 1;
+        } else if name.starts_with("bad-") {
+            let e = parsed.err().unwrap_or_else(|| panic!("{name} parsed"));
+            let want = v["_expect"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} lacks _expect"));
+            assert_eq!(crate::error::code_of(&e), 7, "{name}: {e:#}");
+            assert!(
+                format!("{e:#}").contains(want),
+                "{name}: want {want:?} in {e:#}"
+            );
+            seen.1 += 1;
+        }
+    }
+    assert!(
+        seen.0 >= min.0 && seen.1 >= min.1,
+        "too few testdata files: {seen:?}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
