@@ -215,35 +215,42 @@ fn parse_route(b: &[u8]) -> anyhow::Result<Option<RouteSpec>> {
 impl Handle {
     /// Adds a route (`CREATE|EXCL`: EEXIST if an identical one exists).
     pub fn add_route(&self, r: &RouteSpec) -> anyhow::Result<()> {
-        let op = format!("add route {}", r.describe());
-        self.request(
-            &op,
+        self.route_request(
+            "add",
             Rtm::Newroute,
             NlmF::CREATE | NlmF::EXCL,
-            route_msg(r, Purpose::Add)?,
+            r,
+            Purpose::Add,
         )
     }
 
     /// Adds a route or replaces the one with the same destination, table and metric.
     pub fn replace_route(&self, r: &RouteSpec) -> anyhow::Result<()> {
-        let op = format!("replace route {}", r.describe());
-        self.request(
-            &op,
+        self.route_request(
+            "replace",
             Rtm::Newroute,
             NlmF::CREATE | NlmF::REPLACE,
-            route_msg(r, Purpose::Add)?,
+            r,
+            Purpose::Add,
         )
     }
 
     /// Deletes the route matching `r` (unset fields match anything; ESRCH if none does).
     pub fn del_route(&self, r: &RouteSpec) -> anyhow::Result<()> {
-        let op = format!("delete route {}", r.describe());
-        self.request(
-            &op,
-            Rtm::Delroute,
-            NlmF::empty(),
-            route_msg(r, Purpose::Delete)?,
-        )
+        self.route_request("delete", Rtm::Delroute, NlmF::empty(), r, Purpose::Delete)
+    }
+
+    /// One route request, its error naming `<verb> route <r>`.
+    fn route_request(
+        &self,
+        verb: &str,
+        rtm: Rtm,
+        flags: NlmF,
+        r: &RouteSpec,
+        purpose: Purpose,
+    ) -> anyhow::Result<()> {
+        let op = format!("{verb} route {}", r.describe());
+        self.request(&op, rtm, flags, route_msg(r, purpose)?)
     }
 
     /// The route the kernel would use to reach `dst` (`ip route get`): `RTM_GETROUTE` for a
