@@ -6,7 +6,7 @@
 //! plugin's CHECK and DEL accept what we made (and ours what it made).
 
 use crate::support::tc::{root_qdisc, tc_json as tc};
-use crate::support::{Cni, Farm, Pair, TestNs, reference_plugin, require_root};
+use crate::support::{Cni, Farm, Pair, TestNs, per_version, reference_plugin, require_root};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -128,25 +128,12 @@ fn lifecycle(version: &str) {
     call("DEL", &pair, &c).run_in(&pair.host).ok();
 }
 
-#[test]
-fn lifecycle_0_3_1() {
-    lifecycle("0.3.1");
-}
-
-#[test]
-fn lifecycle_0_4_0() {
-    lifecycle("0.4.0");
-}
-
-#[test]
-fn lifecycle_1_0_0() {
-    lifecycle("1.0.0");
-}
-
-#[test]
-fn lifecycle_1_1_0() {
-    lifecycle("1.1.0");
-}
+per_version!(lifecycle:
+    lifecycle_0_3_1 = "0.3.1",
+    lifecycle_0_4_0 = "0.4.0",
+    lifecycle_1_0_0 = "1.0.0",
+    lifecycle_1_1_0 = "1.1.0",
+);
 
 #[test]
 fn del_after_the_netns_and_veth_are_gone() {

@@ -46,6 +46,20 @@ macro_rules! skip {
 }
 pub(crate) use skip;
 
+/// One `#[test]` per named version, each running `body(version)`:
+/// `per_version!(lifecycle: lifecycle_1_0_0 = "1.0.0", lifecycle_1_1_0 = "1.1.0");`.
+macro_rules! per_version {
+    ($body:ident: $($name:ident = $version:literal),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $body($version);
+            }
+        )+
+    };
+}
+pub(crate) use per_version;
+
 /// Prints `skipped: <why> (<test name>)` straight to stderr, bypassing the test harness' capture.
 pub fn announce_skip(why: &str) {
     let thread = std::thread::current();
