@@ -4,8 +4,8 @@
 //! spoof check, disabled container interface).
 
 use crate::podnet::{
-    Attachment, VERSIONS, addresses, check_del_del, host_veths, ipam, netfilter_leftovers,
-    reservations, result_addresses, versioned, with_prev,
+    Attachment, VERSIONS, addresses, check_del_del, check_del_del_in, host_veths, ipam,
+    netfilter_leftovers, reservations, result_addresses, versioned, with_prev,
 };
 use crate::support::traffic::ping;
 use crate::support::{Pair, TempDir, TestNs, require_root};
@@ -59,16 +59,7 @@ fn add_check_del_del_in_every_version() {
         if version >= "0.3.0" {
             check_result_layout(&result, &veths[0], &pair);
         }
-        if version >= "0.4.0" {
-            at.run(&pair.host, "CHECK", &with_prev(&c, &result)).ok();
-        }
-        let del = if version >= "0.4.0" {
-            with_prev(&c, &result)
-        } else {
-            c.clone()
-        };
-        at.run(&pair.host, "DEL", &del).ok();
-        at.run(&pair.host, "DEL", &del).ok();
+        check_del_del_in(version, &at, &pair.host, &c, &result);
         assert!(host_veths(&pair.host).is_empty(), "{version}");
         assert!(pair.container.link("eth0").is_none(), "{version}");
         assert!(reservations(&data, "brnet").is_empty(), "{version}");

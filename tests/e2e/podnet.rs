@@ -154,3 +154,20 @@ pub fn check_del_del(at: &Attachment, host: &TestNs, conf: &Value, result: &Valu
     at.run(host, "DEL", &with).ok();
     at.run(host, "DEL", &with).ok();
 }
+
+/// [`check_del_del`] from 0.4.0 on (CHECK and `prevResult` in DEL are 0.4.0's); before that
+/// DEL, DEL with `conf` as it is.
+pub fn check_del_del_in(
+    version: &str,
+    at: &Attachment,
+    host: &TestNs,
+    conf: &Value,
+    result: &Value,
+) {
+    if version >= "0.4.0" {
+        check_del_del(at, host, conf, result);
+    } else {
+        at.run(host, "DEL", conf).ok();
+        at.run(host, "DEL", conf).ok();
+    }
+}

@@ -5,8 +5,8 @@
 //! veth gone; GC and STATUS.
 
 use crate::podnet::{
-    Attachment, VERSIONS, addresses, check_del_del, host_veths, ipam, netfilter_leftovers,
-    reservations, result_addresses, versioned, with_prev,
+    Attachment, VERSIONS, addresses, check_del_del, check_del_del_in, host_veths, ipam,
+    netfilter_leftovers, reservations, result_addresses, versioned, with_prev,
 };
 use crate::support::traffic::ping;
 use crate::support::{Cni, Farm, Pair, TempDir, TestNs, require_root};
@@ -59,16 +59,7 @@ fn add_check_del_del_in_every_version() {
             assert_eq!(ifs[1]["sandbox"], pair.container.path().to_str().unwrap());
             assert_eq!(r["ips"][0]["interface"], 1);
         }
-        if version >= "0.4.0" {
-            at.run(&pair.host, "CHECK", &with_prev(&c, &r)).ok();
-        }
-        let del = if version >= "0.4.0" {
-            with_prev(&c, &r)
-        } else {
-            c.clone()
-        };
-        at.run(&pair.host, "DEL", &del).ok();
-        at.run(&pair.host, "DEL", &del).ok();
+        check_del_del_in(version, &at, &pair.host, &c, &r);
         assert!(host_veths(&pair.host).is_empty() && reservations(&data, "ptpnet").is_empty());
     }
 }
