@@ -6,7 +6,7 @@
 //! plugin's CHECK and DEL accept what we made (and ours what it made).
 
 use crate::support::tc::{root_qdisc, tc_json as tc};
-use crate::support::{Cni, Farm, Pair, TestNs, per_version, reference_plugin, require_root};
+use crate::support::{Cni, Farm, Pair, TestNs, reference_plugin, require_root, tests_of};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -128,7 +128,7 @@ fn lifecycle(version: &str) {
     call("DEL", &pair, &c).run_in(&pair.host).ok();
 }
 
-per_version!(lifecycle:
+tests_of!(lifecycle:
     lifecycle_0_3_1 = "0.3.1",
     lifecycle_0_4_0 = "0.4.0",
     lifecycle_1_0_0 = "1.0.0",

@@ -11,7 +11,7 @@
 //! with the reference portmap both ways, and 200 containers added and deleted.
 
 use crate::support::echo::{Ask, Servers, Topo, expect_answers, in_ns, tcp_ask, udp_once};
-use crate::support::{Cni, Farm, TestNs, reference_plugin, require_root, skip};
+use crate::support::{Cni, Farm, TestNs, reference_plugin, require_root, skip, tests_of};
 use serde_json::{Value, json};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -166,15 +166,10 @@ fn traffic_for(backend: &str) {
     }
 }
 
-#[test]
-fn traffic_iptables() {
-    traffic_for("iptables");
-}
-
-#[test]
-fn traffic_nftables() {
-    traffic_for("nftables");
-}
+tests_of!(traffic_for:
+    traffic_iptables = "iptables",
+    traffic_nftables = "nftables",
+);
 
 /// Bad input through the binary: a clear code-7 error and nothing applied.
 #[test]
@@ -365,15 +360,10 @@ fn many_for(backend: &str) {
     assert_eq!(host.run(["tc", "qdisc", "show"]), tc_before);
 }
 
-#[test]
-fn two_hundred_containers_nftables() {
-    many_for("nftables");
-}
-
-#[test]
-fn two_hundred_containers_iptables() {
-    many_for("iptables");
-}
+tests_of!(many_for:
+    two_hundred_containers_nftables = "nftables",
+    two_hundred_containers_iptables = "iptables",
+);
 
 /// Stale UDP conntrack entries (plugins#123, #1190): a client that keeps its source port is
 /// forwarded as soon as the mapping is added, though its earlier datagrams made an un-NATed
@@ -434,15 +424,10 @@ fn udp_flush_for(backend: &str) {
     );
 }
 
-#[test]
-fn udp_conntrack_flushed_iptables() {
-    udp_flush_for("iptables");
-}
-
-#[test]
-fn udp_conntrack_flushed_nftables() {
-    udp_flush_for("nftables");
-}
+tests_of!(udp_flush_for:
+    udp_conntrack_flushed_iptables = "iptables",
+    udp_conntrack_flushed_nftables = "nftables",
+);
 
 /// GC (1.1.0) removes the rules of the attachments to this network that are not in
 /// `cni.dev/valid-attachments`, and nothing of another network's.
@@ -507,12 +492,7 @@ fn gc_for(backend: &str) {
     assert_eq!(residue(&host, "gc-"), Vec::<String>::new(), "{backend}");
 }
 
-#[test]
-fn gc_iptables() {
-    gc_for("iptables");
-}
-
-#[test]
-fn gc_nftables() {
-    gc_for("nftables");
-}
+tests_of!(gc_for:
+    gc_iptables = "iptables",
+    gc_nftables = "nftables",
+);

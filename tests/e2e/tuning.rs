@@ -3,7 +3,7 @@
 //! `ip -j` and from `/proc/sys` inside the container, then must be back as they were after DEL.
 //! The backup files are exchanged with the reference plugin both ways.
 
-use crate::support::{Cni, Farm, Pair, TempDir, per_version, reference_plugin, require_root};
+use crate::support::{Cni, Farm, Pair, TempDir, reference_plugin, require_root, tests_of};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -112,7 +112,7 @@ fn lifecycle(version: &str) {
     ours("DEL", &pair, &c).run_in(&pair.host).ok();
 }
 
-per_version!(lifecycle:
+tests_of!(lifecycle:
     lifecycle_0_3_1 = "0.3.1",
     lifecycle_0_4_0 = "0.4.0",
     lifecycle_1_0_0 = "1.0.0",

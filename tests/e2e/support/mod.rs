@@ -46,19 +46,19 @@ macro_rules! skip {
 }
 pub(crate) use skip;
 
-/// One `#[test]` per named version, each running `body(version)`:
-/// `per_version!(lifecycle: lifecycle_1_0_0 = "1.0.0", lifecycle_1_1_0 = "1.1.0");`.
-macro_rules! per_version {
-    ($body:ident: $($name:ident = $version:literal),+ $(,)?) => {
+/// One `#[test]` per case (a spec version, a firewall backend), each running `body(case)`:
+/// `tests_of!(lifecycle: lifecycle_1_0_0 = "1.0.0", lifecycle_1_1_0 = "1.1.0");`.
+macro_rules! tests_of {
+    ($body:ident: $($name:ident = $case:literal),+ $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $body($version);
+                $body($case);
             }
         )+
     };
 }
-pub(crate) use per_version;
+pub(crate) use tests_of;
 
 /// Prints `skipped: <why> (<test name>)` straight to stderr, bypassing the test harness' capture.
 pub fn announce_skip(why: &str) {
