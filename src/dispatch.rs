@@ -62,10 +62,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             print!("{}", help_text());
             ExitCode::SUCCESS
         }
-        other => {
-            eprintln!("{SELF_NAME}: unknown option or command {other:?}; see '{SELF_NAME} --help'");
-            ExitCode::from(2)
-        }
+        // Busybox style: `cni-multi net add ...` is `cni-multi applet net add ...`.
+        other => match applets::find(other) {
+            Some(applet) => run_applet(applet, &rest[1..]),
+            None => {
+                eprintln!(
+                    "{SELF_NAME}: unknown option or applet {other:?}; see '{SELF_NAME} --help'"
+                );
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -74,7 +80,7 @@ pub fn help_text() -> String {
     let mut s = format!(
         "{SELF_NAME} {}: the CNI reference plugins and runtime tool in one executable.\n\n\
          usage: APPLET [ARGS...]            (through a symlink named after the applet)\n\
-         \x20      {SELF_NAME} applet NAME [ARGS...]\n\
+         \x20      {SELF_NAME} applet NAME [ARGS...]   (or just: {SELF_NAME} NAME [ARGS...])\n\
          \x20      {SELF_NAME} --list | --version | --help\n\napplets:\n",
         env!("CARGO_PKG_VERSION")
     );

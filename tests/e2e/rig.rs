@@ -201,6 +201,21 @@ fn version_help_and_list_of_the_binary() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-applet"));
     assert_eq!(run(&["applet"]).status.code(), Some(2));
     assert_eq!(run(&["--no-such-option"]).status.code(), Some(2));
+    assert_eq!(run(&["no-such-applet", "x"]).status.code(), Some(2));
+    // Busybox style: the applet name as the first argument, without `applet`.
+    let net_help = run(&["net", "--help"]);
+    assert!(net_help.status.success(), "{net_help:?}");
+    assert!(
+        String::from_utf8_lossy(&net_help.stdout).contains("add"),
+        "{net_help:?}"
+    );
+    let version = Command::new(farm::binary())
+        .arg("loopback")
+        .env("CNI_COMMAND", "VERSION")
+        .output()
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&version.stdout).unwrap();
+    assert_eq!(reply["cniVersion"], "1.1.0", "{version:?}");
 }
 
 #[test]
