@@ -74,10 +74,21 @@ impl Psched {
         })
     }
 
-    /// Microseconds to ticks (`time2Tick`).
+    /// Microseconds to ticks (`time2Tick`), wrapping past 32 bits as the reference does.
     pub fn ticks(&self, usec: u32) -> u32 {
-        (usec as f64 * self.ticks_per_usec) as u32
+        go_uint32(usec as f64 * self.ticks_per_usec)
     }
+}
+
+/// Go's `uint32(x)` for a float64 as compiled for amd64: truncated to int64 by `CVTTSD2SQ`,
+/// then the low 32 bits. So a value past 2^32 wraps where Rust's `as u32` saturates; a value
+/// outside int64 (or NaN) becomes the instruction's "integer indefinite" `i64::MIN`, i.e. 0.
+fn go_uint32(x: f64) -> u32 {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if x.is_nan() || !(-TWO_63..TWO_63).contains(&x) {
+        return 0;
+    }
+    x as i64 as u32
 }
 
 /// A token bucket filter as the kernel holds it.
@@ -94,16 +105,16 @@ pub struct Tbf {
 impl Tbf {
     /// The reference's TBF for a rate in bit/s and a burst in bits: rate/8 bytes/s, a bucket
     /// of burst/8 bytes, and a queue of 25 ms at that rate plus the bucket. `rate_bits` must
-    /// be at least 8.
+    /// be at least 8. Every step wraps at 32 bits as the reference's does on amd64.
     pub fn from_bits(rate_bits: u64, burst_bits: u64, clock: &Psched) -> Tbf {
         let rate = rate_bits / 8;
         // The reference truncates the burst to 32 bits; config validation keeps it below that.
         let burst = (burst_bits / 8) as u32;
-        let usec = (burst as f64 * USEC_PER_SEC / rate as f64) as u32;
-        let queued = (rate as f64 * LATENCY_USEC / USEC_PER_SEC) as u32;
+        let usec = go_uint32(burst as f64 * USEC_PER_SEC / rate as f64);
+        let queued = go_uint32(rate as f64 * LATENCY_USEC / USEC_PER_SEC);
         Tbf {
             rate,
-            limit: queued.saturating_add(burst),
+            limit: queued.wrapping_add(burst),
             buffer: clock.ticks(usec),
         }
     }

@@ -59,6 +59,32 @@ fn tbf_numbers_match_the_reference() {
     );
 }
 
+/// A bucket worth more than 2^32 ticks (containerd's burst of `MaxUint32` bits at 1 Mbit/s):
+/// Go on amd64 converts float64 to uint32 through int64 and keeps the low 32 bits, so the
+/// reference's buffer wraps instead of saturating. Derivation, as `ifb_creator.go` computes:
+/// rate 125 000 B/s, burst 536 870 911 B; usec = 536870911 * 1e6 / 125000 = 4 294 967 288;
+/// ticks = 4294967288 * 15.625 = 67 108 863 875, whose low 32 bits are 2 684 354 435;
+/// limit = uint32(125000 * 25000 / 1e6) + 536870911 = 3125 + 536870911 = 536 874 036.
+#[test]
+fn tbf_buffer_wraps_like_go_on_amd64() {
+    let t = Tbf::from_bits(1_000_000, 4_294_967_295, &Psched::default());
+    assert_eq!(
+        t,
+        Tbf {
+            rate: 125_000,
+            limit: 536_874_036,
+            buffer: 2_684_354_435
+        }
+    );
+    assert_eq!(Psched::default().ticks(u32::MAX), 2_684_354_544);
+    // Go's uint32 addition wraps: 4e9 queued + 536 870 911 burst = 4 536 870 911 - 2^32.
+    let t = Tbf::from_bits(1_280_000_000_000, 4_294_967_295, &Psched::default());
+    assert_eq!((t.limit, t.buffer), (241_903_615, 52_421));
+    // A queue over 2^32 bytes (1e12 B/s for 25 ms) wraps too: 2.5e10 mod 2^32, plus 1.
+    let t = Tbf::from_bits(8_000_000_000_000, 8, &Psched::default());
+    assert_eq!((t.limit, t.buffer), (3_525_163_521, 0));
+}
+
 #[test]
 fn psched_is_read_like_iproute2() {
     let p = Psched::parse("000003e8 00000040 000f4240 3b9aca00\n").unwrap();
