@@ -16,9 +16,11 @@
 //! Beyond the reference: CHECK fails when a tbf is missing (the reference only looks at tbfs it
 //! finds) and verifies the redirect filter; a failed ADD removes what it made; bursts and rates
 //! under one byte are rejected as bad config (the kernel would refuse them); GC (1.1) deletes
-//! this network's IFBs whose attachment is not in `cni.dev/valid-attachments`. The IFB name is
-//! a one-way hash, so ADD stores `<containerID>/<ifname>` in the IFB's alias for GC to read
-//! back; IFBs without that alias (made by the reference) are left alone.
+//! this network's IFBs whose attachment is not in `cni.dev/valid-attachments` (and does nothing
+//! without that list). The IFB name is a one-way hash of network and container ID only, so ADD
+//! stores `<containerID>/<ifname>` in the IFB's alias: GC reads it back (IFBs without it, made
+//! by the reference, are left alone), and DEL leaves an IFB whose alias names another
+//! attachment of the same container (eth0's, when DEL comes for a failed eth1).
 
 use crate::error::{ErrorList, bad_config};
 use crate::netfilter::naming::hash_with_prefix;
@@ -121,7 +123,17 @@ impl Plugin for Bandwidth {
         // Only the name matters here: limits a failed ADD refused must not block DEL.
         let net: NetConf = args.config()?;
         let nl = Handle::new()?;
-        delete_ifb(&nl, &ifb_name(&net, args))
+        let name = ifb_name(&net, args);
+        let Some(ifb) = nl.link_by_name(&name)? else {
+            return Ok(());
+        };
+        // The name does not include the ifname: another attachment of this container may own
+        // it. No alias means the reference made it; then the name is all there is to go by.
+        let mine = format!("{}/{}", args.container_id, args.ifname);
+        if ifb.alias.as_deref().is_some_and(|a| a != mine) {
+            return Ok(());
+        }
+        delete_ifb(&nl, &name)
     }
 
     fn check(&self, args: &CmdArgs) -> anyhow::Result<()> {
@@ -149,11 +161,10 @@ impl Plugin for Bandwidth {
 
     fn gc(&self, args: &CmdArgs) -> anyhow::Result<()> {
         let conf = load(args)?;
-        let valid = conf
-            .net
-            .valid_attachments
-            .as_deref()
-            .ok_or_else(|| bad_config("GC needs cni.dev/valid-attachments"))?;
+        // Without the list (cnitool gc sends none) nothing can be told stale.
+        let Some(valid) = conf.net.valid_attachments.as_deref() else {
+            return Ok(());
+        };
         let nl = Handle::new()?;
         let mut errors = ErrorList::new();
         for ifb in nl.links()? {

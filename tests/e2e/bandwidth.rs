@@ -2,8 +2,9 @@
 //! the fake host and the container itself (`ip`), hands bandwidth a prevResult naming both
 //! ends, and reads the kernel back with `tc -j`. A TCP transfer through a 1 Mbit/s limit must
 //! take about the time the limit implies (each direction), DEL twice and DEL after the netns
-//! is gone succeed, CHECK notices a removed qdisc, GC removes a stale IFB, and the reference
-//! plugin's CHECK and DEL accept what we made (and ours what it made).
+//! is gone succeed, CHECK notices a removed qdisc, GC removes a stale IFB (and nothing when
+//! given no list), and the reference plugin's CHECK and DEL accept what we made (and ours what
+//! it made).
 
 use crate::support::tc::{root_qdisc, tc_json as tc};
 use crate::support::{Cni, Farm, Pair, TestNs, reference_plugin, require_root, tests_of};
@@ -118,6 +119,13 @@ fn lifecycle(version: &str) {
         assert_ne!(out.code, 0, "CHECK must notice the removed qdisc:\n{out}");
     }
     if version == "1.1.0" {
+        // cnitool gc sends no list: nothing is stale.
+        call("GC", &pair, &c).run_in(&pair.host).ok();
+        assert_eq!(
+            ifb_names(&pair.host).len(),
+            1,
+            "GC without a list keeps the IFB"
+        );
         let mut gc = c.clone();
         gc["cni.dev/valid-attachments"] = json!([{"containerID": "other", "ifname": "eth0"}]);
         call("GC", &pair, &gc).run_in(&pair.host).ok();
