@@ -1,7 +1,8 @@
 //! `net` and `cnitool`: run a network configuration against a network namespace, the way a
 //! container runtime would (`add|check|del|gc|status NETWORK NETNS`). Mirrors the reference's
 //! `cnitool` (FEATURES.md Part 4): the same environment (`NETCONFPATH`, `CNI_PATH`,
-//! `CNI_IFNAME`, `CNI_ARGS`, `CAP_ARGS`), the same derived container ID, the same cache, errors
+//! `CNI_IFNAME`, `CNI_ARGS`, `CAP_ARGS`), the whole environment passed on to the plugins with
+//! the call's own `CNI_*` values winning, the same derived container ID, the same cache, errors
 //! on stderr with exit status 1. Flags may replace each variable.
 //!
 //! Under the name `cnitool` the output is cnitool's: ADD prints the result JSON as the last
@@ -249,9 +250,9 @@ fn request(top: &ArgMatches, env: &Env) -> anyhow::Result<Request> {
             .collect(),
         cache,
     );
-    if let Some(p) = env.get("PATH") {
-        cni.env.insert("PATH".into(), p.clone());
-    }
+    // Plugins get the whole environment (HOME, proxies, CNI_NETNS_OVERRIDE, ...); the six
+    // CNI_* values of this call are written over it.
+    cni.env = env.clone();
     Ok(Request {
         verb,
         network,

@@ -3,6 +3,11 @@
 //! error, keeping the delegate's code. Mirrors the reference's `pkg/invoke` (FEATURES.md 1.7,
 //! 2.2).
 //!
+//! Loops: every delegation appends the delegate's type to [`CHAIN_VAR`] in the delegate's
+//! environment, which reaches it both in process and through other programs (which pass their
+//! environment on, as the reference's do). A type already in the chain, or a chain
+//! [`MAX_DEPTH`] long, is refused with code 7 instead of recursing until the stack overflows.
+//!
 //! Fast path: when the file found is this very executable (same device and inode as
 //! `/proc/self/exe`) and names one of our applets, the applet runs in process through skel,
 //! with the same semantics and no fork/exec.
@@ -128,9 +133,49 @@ pub fn delegate(command: Command, plugin_type: &str, args: &CmdArgs) -> anyhow::
     delegate_raw(command, plugin_type, args).map(drop)
 }
 
+/// The environment variable holding the types of the delegates being run above a call,
+/// outermost first, comma-separated.
+pub const CHAIN_VAR: &str = "CNI_MULTI_DELEGATION";
+
+/// The longest delegation chain allowed (plugin → ipam is 1).
+pub const MAX_DEPTH: usize = 4;
+
+/// Adds `plugin_type` to the delegation chain in `env`, or refuses (code 7) when it is already
+/// in it or the chain is [`MAX_DEPTH`] long.
+pub fn enter_delegation(plugin_type: &str, env: &mut Env) -> anyhow::Result<()> {
+    let chain: Vec<&str> = env
+        .get(CHAIN_VAR)
+        .map(|c| c.split(',').filter(|t| !t.is_empty()).collect())
+        .unwrap_or_default();
+    let looped = chain.contains(&plugin_type);
+    if looped || chain.len() >= MAX_DEPTH {
+        let shown = chain.iter().chain([&plugin_type]).copied();
+        let shown = shown.collect::<Vec<_>>().join(" -> ");
+        let why = if looped {
+            format!("plugin {plugin_type:?} delegates to itself")
+        } else {
+            format!("more than {MAX_DEPTH} nested delegations")
+        };
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("delegation loop: {why} ({shown})"),
+        )
+        .into());
+    }
+    let mut next = chain.join(",");
+    if !next.is_empty() {
+        next.push(',');
+    }
+    next.push_str(plugin_type);
+    env.insert(CHAIN_VAR.into(), next);
+    Ok(())
+}
+
 fn delegate_raw(command: Command, plugin_type: &str, args: &CmdArgs) -> anyhow::Result<Vec<u8>> {
     let mut env = args.env.clone();
     env.insert("CNI_COMMAND".into(), command.as_str().into());
+    enter_delegation(plugin_type, &mut env)
+        .with_context(|| format!("{plugin_type} {}", command.as_str()))?;
     invoke(&Invocation {
         plugin_type,
         path: &args.path,

@@ -163,11 +163,34 @@ fn foreign_delegate_gets_the_same_env_and_stdin() {
             _ => format!("{k}={v}"),
         })
         .collect();
+    // ... plus the delegation chain, for loop detection.
+    want.push(format!("{CHAIN_VAR}=fake-ipam"));
     want.sort();
     assert_eq!(seen, want);
     assert_eq!(
         std::fs::read(prefix.with_extension("stdin")).unwrap(),
         args.stdin
+    );
+}
+
+#[test]
+fn delegation_chains_stop_at_a_repeat_or_past_the_depth_limit() {
+    let mut env = Env::new();
+    for t in ["a", "b", "c", "d"] {
+        enter_delegation(t, &mut env).unwrap();
+    }
+    assert_eq!(env[CHAIN_VAR], "a,b,c,d");
+    let deep = enter_delegation("e", &mut env.clone()).unwrap_err();
+    assert_eq!(code_of(&deep), code::INVALID_CONFIG);
+    let msg = format!("{deep:#}");
+    assert!(msg.contains("more than 4 nested") && msg.contains("a -> b -> c -> d -> e"));
+    let mut short = Env::new();
+    short.insert(CHAIN_VAR.into(), "x,y".into());
+    let again = enter_delegation("x", &mut short).unwrap_err();
+    let msg = format!("{again:#}");
+    assert!(
+        msg.contains("\"x\" delegates to itself (x -> y -> x)"),
+        "{msg}"
     );
 }
 

@@ -69,7 +69,8 @@ pub struct CniConfig {
     pub path: Vec<PathBuf>,
     /// The result cache.
     pub cache: ResultCache,
-    /// Extra environment for every plugin (the tool passes `PATH`).
+    /// The environment for every plugin (the tool passes its whole environment); the six
+    /// `CNI_*` variables of each call are written over it.
     pub env: Env,
 }
 
@@ -86,6 +87,8 @@ impl CniConfig {
     /// The plugin's environment: [`CniConfig::env`] plus all six `CNI_*` variables.
     fn plugin_env(&self, command: Command, rt: &RuntimeConf) -> Env {
         let mut env = self.env.clone();
+        // Plugins called by the runtime start a delegation chain of their own.
+        env.remove(crate::exec::CHAIN_VAR);
         let args: Vec<String> = rt.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let path: Vec<String> = self.path.iter().map(|p| p.display().to_string()).collect();
         for (k, v) in [

@@ -25,5 +25,6 @@ mod ptp;
 mod rig;
 mod runtime;
 mod runtime_bad;
+mod runtime_env;
 mod static_ipam;
 mod tuning;
