@@ -36,13 +36,13 @@ bench:
 
 # Installs the fully static build: the one binary that ships.
 install: static
-	./install.sh --prefix $(PREFIX) --binary target/$(STATIC_TARGET)/release/cni-multi
+	./install.sh --prefix "$(PREFIX)" --binary "target/$(STATIC_TARGET)/release/cni-multi"
 
 uninstall:
-	./install.sh --prefix $(PREFIX) --uninstall
+	./install.sh --prefix "$(PREFIX)" --uninstall
 
 demo: install
-	CNI_PATH=$(PREFIX) ./demo/run.sh
+	CNI_PATH="$(PREFIX)" ./demo/run.sh
 
 # Regenerates README.md's applet table from the APPLETS table (a unit test checks they agree).
 readme: build
