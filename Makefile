@@ -8,7 +8,7 @@ PREFIX ?= /opt/cni/bin
 # proc-macro crates and the build fails (DEPS.md section 5). Hence not in .cargo/config.toml.
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
 
-.PHONY: all build release static test lint bench install uninstall demo readme clean
+.PHONY: all build release static deps test lint bench install uninstall demo readme clean
 
 all: build
 
@@ -22,7 +22,12 @@ static:
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --target $(STATIC_TARGET)
 	@echo "static binary: target/$(STATIC_TARGET)/release/cni-multi"
 
-test:
+# The system packages (.ci/packages) whose probe is missing, installed with apt-get; `make demo`
+# needs only the `demo` lines. `.ci/deps --check` only says what it would install.
+deps:
+	./.ci/deps test
+
+test: deps
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "make test must run as root: the e2e tests create network namespaces" >&2; exit 1; fi
 	$(CARGO) test --all-targets
@@ -41,7 +46,9 @@ install: static
 uninstall:
 	./install.sh --prefix "$(PREFIX)" --uninstall
 
-demo: install
+demo:
+	./.ci/deps demo
+	$(MAKE) install
 	CNI_PATH="$(PREFIX)" ./demo/run.sh
 
 # Regenerates README.md's applet table from the APPLETS table (a unit test checks they agree).
