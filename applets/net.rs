@@ -7,8 +7,10 @@
 //!
 //! Under the name `cnitool` the output is cnitool's: ADD prints the result JSON as the last
 //! plugin gave it, nothing else prints. Under the name `net`, ADD prints a readable summary
-//! (or, with `--json`, the result converted to the configuration's version) and the other
-//! verbs confirm in one line. `gc` and `status` do not need the NETNS argument.
+//! (interfaces, addresses, routes, DNS from the result, then the netfilter rules the attachment
+//! owns, read back from the kernel) or, with `--json`, the result converted to the
+//! configuration's version; the other verbs confirm in one line (DEL also lists any rules of
+//! the attachment still there). `gc` and `status` do not need the NETNS argument.
 
 use crate::runtime::inject::result_in_version;
 use crate::runtime::{CniConfig, NetworkConfigList, ResultCache, RuntimeConf, load_network};
@@ -291,6 +293,13 @@ fn execute(flavor: Flavor, req: &Request, out: &mut dyn Write) -> anyhow::Result
             Verb::Gc | Verb::Status => writeln!(out, "{}: {done}", list.name)?,
             _ => writeln!(out, "{} {} in {}: {done}", list.name, rt.ifname, rt.netns)?,
         }
+        if req.verb == Verb::Del {
+            write!(
+                out,
+                "{}",
+                rules_section("rules left behind", &list.name, rt)
+            )?;
+        }
     }
     Ok(())
 }
@@ -318,6 +327,7 @@ fn print_result(
                 list.name, req.rt.ifname, req.rt.netns, req.rt.container_id
             )?;
             write!(out, "{}", summary(&decoded))?;
+            write!(out, "{}", rules_section("rules", &list.name, &req.rt))?;
         }
     }
     Ok(())
@@ -390,6 +400,17 @@ pub fn summary(r: &CniResult) -> String {
         }
     }
     s
+}
+
+/// `<title>:` and one indented line per netfilter rule the attachment owns in this netns (the
+/// plugins ran here), read back from the kernel; empty when it owns none.
+fn rules_section(title: &str, network: &str, rt: &RuntimeConf) -> String {
+    let rules = crate::netfilter::describe::attachment_rules(network, &rt.ifname, &rt.container_id);
+    if rules.is_empty() {
+        return String::new();
+    }
+    let lines: String = rules.iter().map(|r| format!("  {r}\n")).collect();
+    format!("{title}:\n{lines}")
 }
 
 /// cnitool's container ID: `cnitool-` and the hex of the first 10 bytes of SHA-512 of the
