@@ -1,11 +1,13 @@
 //! `loopback`: brings `lo` up in the container netns. Mirrors the reference loopback plugin
 //! (FEATURES.md 6.9): ADD sets `lo` up and reports it with its loopback addresses, or passes
-//! `prevResult` through when chained; DEL sets it down and succeeds when the netns is gone;
+//! `prevResult` through when chained (a 0.1.0/0.2.0 result carries no address, as the
+//! reference's reads there); DEL sets it down and succeeds when the netns is gone;
 //! CHECK verifies it is up. `CNI_IFNAME` is ignored, as in the reference.
 
 use crate::error::{CniError, code};
 use crate::netlink::{Handle, Link};
 use crate::skel::{CmdArgs, Plugin};
+use crate::types::version::{Family, Version};
 use crate::types::{CniResult, Interface, IpConfig, NetConf};
 use anyhow::Context;
 
@@ -30,6 +32,12 @@ impl Plugin for Loopback {
         let ips = loopback_addresses(&nl, &lo)?;
         if let Some(prev) = prev {
             return Ok(prev);
+        }
+        // A 0.1.0/0.2.0 result has only ip4/ip6, which a runtime of that age takes as the
+        // container's address: the reference's result reads as just `"dns":{}` there (it
+        // prints the 1.0 layout under the old version, which such a runtime cannot read).
+        if Version::parse(&conf.net.cni_version)?.family() == Family::V02 {
+            return Ok(CniResult::default());
         }
         Ok(CniResult {
             interfaces: vec![Interface {

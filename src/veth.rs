@@ -9,6 +9,10 @@ use crate::sysctl;
 use anyhow::{Context, bail};
 use std::io::Read;
 
+/// The host end's transmit queue length, as the reference's (a veth has no qdisc queue to
+/// size; 0 is what `ip link` shows for the reference's host ends).
+const HOST_TXQLEN: u32 = 0;
+
 /// Attempts at a free random host-side name, as the reference.
 const NAME_ATTEMPTS: usize = 10;
 
@@ -51,13 +55,18 @@ pub fn setup_veth(
             Some(n) => n.to_string(),
             None => random_veth_name()?,
         };
-        match host.create_veth(
+        // The reference v1.9.1 (netlink v1.3.1) sends IFLA_TXQLEN 0 for the host end only
+        // (`PeerTxQLen` left 0) and nothing for the container end (`NewLinkAttrs`: -1), so
+        // the host end has qlen 0 and the container end the kernel's 1000. v1.1.1 sent 0 for
+        // both; we follow v1.9.1 (docs/differences.md).
+        match host.create_veth_qlen(
             &host_name,
             req.ifname,
             req.mtu,
             None,
             req.container_mac,
             Some(cont_ns),
+            Some(HOST_TXQLEN),
         ) {
             Ok(()) => return finish(host, cont, &host_name, req.ifname),
             Err(e)
@@ -150,6 +159,8 @@ mod tests {
             ("eth0", Some(mac))
         );
         assert_eq!(pair.container.mtu, 1400);
+        // As the reference v1.9.1: qlen 0 on the host end, the kernel's 1000 in the container.
+        assert_eq!((pair.host.txqlen, pair.container.txqlen), (0, 1000));
         assert_eq!(
             pair.host.link,
             Some(pair.container.index),

@@ -320,6 +320,22 @@ impl Handle {
         peer_mac: Option<[u8; 6]>,
         peer_ns: Option<&Netns>,
     ) -> anyhow::Result<()> {
+        self.create_veth_qlen(name, peer, mtu, mac, peer_mac, peer_ns, None)
+    }
+
+    /// [`Handle::create_veth`] with `txqlen` for the end called `name` (`None`: the kernel's
+    /// default, 1000); the peer keeps the kernel's default.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_veth_qlen(
+        &self,
+        name: &str,
+        peer: &str,
+        mtu: u32,
+        mac: Option<[u8; 6]>,
+        peer_mac: Option<[u8; 6]>,
+        peer_ns: Option<&Netns>,
+        txqlen: Option<u32>,
+    ) -> anyhow::Result<()> {
         let mtu = (mtu != 0).then_some(mtu);
         let kind = LinkKind::Veth {
             peer_name: peer.to_string(),
@@ -330,6 +346,7 @@ impl Handle {
         let spec = LinkSpec {
             mtu,
             mac,
+            txqlen,
             ..LinkSpec::new(name, kind)
         };
         let op = format!("create veth {name} <-> {peer}");

@@ -53,7 +53,8 @@ fn add_check_del_del_in_every_version() {
         assert!(up, "{v}: lo is up after ADD");
         assert!(addrs.contains(&"127.0.0.1/8".to_string()), "{v}: {addrs:?}");
         if v.starts_with("0.1") || v.starts_with("0.2") {
-            assert_eq!(r["ip4"]["ip"], "127.0.0.1/8", "{v}: {out}");
+            // What a runtime of that version reads from the reference's result.
+            assert_eq!(r, &json!({"cniVersion": v, "dns": {}}), "{v}: {out}");
         } else {
             assert_eq!(r["interfaces"][0]["name"], "lo", "{v}");
             assert_eq!(r["interfaces"][0]["mac"], "00:00:00:00:00:00", "{v}");

@@ -141,6 +141,8 @@ fn legacy_output_needs_an_address() {
         );
     }
     assert!(r.encode("0.3.0").is_ok());
+    let empty = CniResult::default().to_value("0.2.0").unwrap();
+    assert_eq!(empty, json!({"cniVersion": "0.2.0", "dns": {}}));
 }
 
 #[test]

@@ -172,7 +172,10 @@ pub(super) fn legacy(r: &CniResult, version: &str) -> Result<Wire> {
             b.routes.push(Route::new(route.dst, route.gw));
         }
     }
-    if ip4.is_none() && ip6.is_none() {
+    // An empty result (loopback's in these versions) is just its DNS; one that lost its
+    // addresses is an error, as in the reference's converter.
+    let empty = r.interfaces.is_empty() && r.ips.is_empty() && r.routes.is_empty();
+    if ip4.is_none() && ip6.is_none() && !empty {
         bail!("cannot convert: no valid IP addresses");
     }
     Ok(Wire::V02(V02Result {
