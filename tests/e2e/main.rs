@@ -22,6 +22,7 @@ mod podnet;
 mod podnet_failures;
 mod portmap;
 mod ptp;
+mod quickstart;
 mod reference_parity;
 mod rig;
 mod runtime;
