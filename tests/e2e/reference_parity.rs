@@ -389,3 +389,38 @@ fn tuning_after_ptp() {
         "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"}});
     compare("tuning", &[ptp(&[V4]), t], "1.0.0", "eth0");
 }
+
+#[test]
+fn bridge_v4_no_gateway() {
+    if !require_root() {
+        return;
+    }
+    let b = bridge(json!({"isGateway": false}), &[V4]);
+    compare("bridge-nogw", &[b], "1.0.0", "eth0");
+}
+
+#[test]
+fn bridge_with_ipam_dns() {
+    if !require_root() {
+        return;
+    }
+    let dir = TempDir::new("par-dns");
+    let resolv = dir.write(
+        "resolv.conf",
+        "nameserver 10.77.0.53\nsearch example.test\n",
+    );
+    let mut b = bridge(json!({"isGateway": true}), &[V4]);
+    b["ipam"]["resolvConf"] = json!(resolv);
+    compare("bridge-dns", &[b], "1.0.0", "eth0");
+}
+
+#[test]
+fn portmap_ipv4_only() {
+    if !require_root() {
+        return;
+    }
+    let pm = json!({"type": "portmap", "capabilities": {"portMappings": true},
+        "runtimeConfig": {"portMappings": [{"hostPort": 8081, "containerPort": 81, "protocol": "tcp"}]}});
+    let b = bridge(json!({"isGateway": true}), &[V4]);
+    compare("portmap-v4", &[b, pm], "1.0.0", "eth0");
+}
