@@ -3,9 +3,12 @@
 //! programs it may use (bash, coreutils, util-linux, ping: no `ip`, `nft` or `iptables`), joins
 //! the bundled default network, shows what `net add` made (addresses, routes, the masquerade
 //! rules read back from the kernel), pings the gateway, leaves, finds nothing left behind (it
-//! fails otherwise) and says it cleaned up.
+//! fails otherwise) and says it cleaned up. `net add`'s summary lists the iptables rules too,
+//! read back from the kernel, and they agree with `iptables-save`.
 
-use crate::support::{Farm, TempDir, TestNs, require_root};
+use crate::support::runtime::NetTool;
+use crate::support::{Farm, Pair, TempDir, TestNs, require_root};
+use serde_json::json;
 use std::path::Path;
 
 /// What demo/run.sh may run besides our binary (and bash builtins).
@@ -70,4 +73,41 @@ fn demo_script_joins_pings_and_leaves_nothing() {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
     }
     assert!(!text.contains("rules left behind"), "{text}");
+}
+
+#[test]
+fn net_add_summary_lists_the_iptables_rules_it_made() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("demo-ipt");
+    let data = TempDir::new("demo-ipt");
+    let tool = NetTool::new("demo-ipt");
+    tool.write(
+        "10-m.conflist",
+        &json!({"cniVersion": "1.0.0", "name": "masq", "plugins": [{"type": "bridge",
+            "bridge": "ipt0", "isGateway": true, "ipMasq": true, "ipMasqBackend": "iptables",
+            "ipam": {"type": "host-local", "dataDir": data.path(),
+                     "ranges": [[{"subnet": "10.66.0.0/24"}]]}}]}),
+    );
+    let netns = pair.container.path().to_str().unwrap();
+    let add = tool.run(&pair.host, &["add", "masq", netns]);
+    let text = &add.ok().stdout;
+    // The oracle: what iptables-save shows for the attachment's chain.
+    let saved = pair.host.run(["iptables-save", "-t", "nat"]);
+    let chain = saved
+        .lines()
+        .find_map(|l| l.strip_prefix(":CNI-"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|c| format!("CNI-{c}"))
+        .unwrap_or_else(|| panic!("no CNI- chain in {saved}"));
+    for want in [
+        format!("rules:\n  iptables nat -A POSTROUTING -s 10.66.0.2/32 -j {chain}\n"),
+        format!("  iptables nat -A {chain} -d 10.66.0.0/24 -j ACCEPT\n"),
+        format!("  iptables nat -A {chain} ! -d 224.0.0.0/4 -j MASQUERADE\n"),
+    ] {
+        assert!(text.contains(&want), "no {want:?} in:\n{text}\n{saved}");
+    }
+    let del = tool.run(&pair.host, &["del", "masq", netns]);
+    assert_eq!(del.ok().stdout, format!("masq eth0 in {netns}: deleted\n"));
 }
