@@ -293,3 +293,8 @@ fn gc_without_valid_attachments_deletes_nothing() {
     Bandwidth.gc(&cmd(Command::Gc, &conf, "")).unwrap();
     assert!(h.link_by_name(&name).unwrap().is_some());
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

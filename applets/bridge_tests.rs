@@ -230,3 +230,8 @@ fn unsupported_vlan_filtering_is_explained() {
     let other = port::vlan_hint(anyhow::anyhow!("boom"));
     assert_eq!(format!("{other:#}"), "boom");
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

@@ -434,3 +434,14 @@ fn lock_excludes_the_reference_plugin() {
     assert!(status.success());
     assert!(tmp.path().join("hlnet/10.20.0.2").exists());
 }
+
+#[test]
+fn help_lists_every_ipam_key() {
+    let sources = [
+        include_str!("host_local.rs"),
+        include_str!("../src/ipam/config.rs"),
+    ];
+    crate::keys::assert_ipam_keys(KEYS, &sources, |net| {
+        HostLocalConfig::load(net, &CniArgs::default()).map(drop)
+    });
+}

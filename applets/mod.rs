@@ -3,6 +3,7 @@
 
 mod bandwidth;
 mod bridge;
+mod doctor;
 mod host_local;
 mod loopback;
 mod net;
@@ -49,6 +50,11 @@ pub static APPLETS: &[Applet] = &[
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "doctor",
+        about: "which applets can work on this node and why not; exit 1 names configs that cannot",
+        run: Run::Tool(doctor::main),
     },
     Applet {
         name: "host-local",

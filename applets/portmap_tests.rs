@@ -209,3 +209,8 @@ fn failed_second_family_rolls_back_the_first() {
     let v4 = nat_state("iptables-save");
     assert!(!v4.iter().any(|l| l.contains("CNI-DN-")), "{v4:?}");
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

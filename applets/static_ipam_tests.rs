@@ -157,3 +157,14 @@ fn check_compares_prev_result() {
 fn testdata_configs() {
     check_config_testdata("static", (3, 8), |v| load_json(v, "").map(|_| ()));
 }
+
+#[test]
+fn help_lists_every_ipam_key() {
+    let sources = [
+        include_str!("static_ipam.rs"),
+        include_str!("../src/ipam/config.rs"),
+    ];
+    crate::keys::assert_ipam_keys(KEYS, &sources, |net| {
+        StaticConfig::load(net, &CniArgs::default()).map(drop)
+    });
+}

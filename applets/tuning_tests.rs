@@ -367,3 +367,8 @@ fn failed_add_restores_the_sysctls_it_wrote() {
     Tuning.add(&cmd(Command::Add, &c, &path, "")).unwrap_err();
     assert_eq!(sysctl::read_in(&cont, key).unwrap(), before);
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

@@ -169,6 +169,14 @@ pub trait Plugin: Sync {
     fn versions(&self) -> &'static [&'static str] {
         version::ALL
     }
+    /// Its own configuration keys, one line each, for `--help` ([`crate::keys`]).
+    fn keys(&self) -> &'static [crate::keys::Key] {
+        &[]
+    }
+    /// What the node must offer for it to work, for `cni-multi doctor` ([`crate::doctor`]).
+    fn needs(&self) -> &'static [crate::doctor::Need] {
+        &[]
+    }
 }
 
 /// Runs one protocol call of `plugin` (named `name` in the about text) and returns the exit
