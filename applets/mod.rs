@@ -1,5 +1,11 @@
 //! The applet registry: the one sorted table that dispatch, `cni-multi --list`, `install.sh`
 //! and the docs read. Adding an applet is one `mod` line and one row.
+//!
+//! A plugin also lists its config keys for `APPLET --help`: a `KEYS: &[Key]` table returned by
+//! `Plugin::keys`, with `#[cfg_attr(test, derive(serde::Serialize))]` on its config struct and
+//! a one-line test `crate::keys::assert_struct_keys::<Config>(KEYS)` that fails when table and
+//! struct differ (IPAM applets: `assert_ipam_keys`). What it needs from the kernel goes in
+//! `Plugin::needs`, for `cni-multi doctor` (see `applets/ptp.rs` for both).
 
 mod bandwidth;
 mod bridge;

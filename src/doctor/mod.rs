@@ -244,7 +244,7 @@ fn config_status(
                     let why = why.map(|c| c.detail.as_str()).unwrap_or("not probed");
                     status
                         .problems
-                        .push(format!("{ty}: needs {} ({why})", need.probe.id()));
+                        .push(format!("{ty}: needs {}: {why}", need.probe.id()));
                 }
             }
         }

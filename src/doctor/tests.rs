@@ -64,7 +64,7 @@ fn a_missing_kernel_feature_names_the_type_and_the_check() {
         &["ipvlan"],
     );
     assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
-    assert!(c.problems[0].starts_with("ipvlan: needs link/ipvlan (kernel lacks ipvlan)"));
+    assert!(c.problems[0].starts_with("ipvlan: needs link/ipvlan: kernel lacks ipvlan"));
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn conditional_needs_apply_only_when_their_key_is_set() {
     let conf = |masq: serde_json::Value| json!({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "ptp", "ipMasq": masq}]});
     assert!(judge_one(conf(json!(false)), &["ptp"]).problems.is_empty());
     let c = judge_one(conf(json!(true)), &["ptp"]);
-    assert_eq!(c.problems, ["ptp: needs netfilter (none)"]);
+    assert_eq!(c.problems, ["ptp: needs netfilter: none"]);
 }
 
 #[test]

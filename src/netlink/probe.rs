@@ -48,7 +48,7 @@ pub fn probe_link_kind(nl: &Handle, kind: &str) -> Outcome {
         Err(e) if errno_of(&e) == Some(libc::EOPNOTSUPP) => {
             let module = if kind == "vlan" { "8021q" } else { kind };
             Outcome::Missing(format!(
-                "kernel lacks link kind {kind} (module {module}): EOPNOTSUPP"
+                "kernel lacks link kind {kind} (EOPNOTSUPP; module {module})"
             ))
         }
         Err(e) => Outcome::Failed(format!("{e:#}")),
