@@ -106,8 +106,8 @@ const NEEDS: &[Need] = &[
 ];
 
 impl Plugin for Bandwidth {
-    fn keys(&self) -> &'static [Key] {
-        KEYS
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
     }
 
     fn needs(&self) -> &'static [Need] {

@@ -35,6 +35,11 @@ fn limits(conf: Value) -> anyhow::Result<Limits> {
 }
 
 #[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}
+
+#[test]
 fn top_level_keys_win_over_the_capability() {
     let rc = json!({"bandwidth": {"ingressRate": 800, "ingressBurst": 80}});
     let l = limits(json!({"name": "n", "runtimeConfig": rc})).unwrap();
@@ -292,9 +297,4 @@ fn gc_without_valid_attachments_deletes_nothing() {
     h.set_alias(ifb.index, "gone/eth0").unwrap();
     Bandwidth.gc(&cmd(Command::Gc, &conf, "")).unwrap();
     assert!(h.link_by_name(&name).unwrap().is_some());
-}
-
-#[test]
-fn help_lists_every_config_key() {
-    crate::keys::assert_struct_keys::<Config>(KEYS);
 }

@@ -126,8 +126,8 @@ const NEEDS: &[Need] = &[
 ];
 
 impl Plugin for Bridge {
-    fn keys(&self) -> &'static [Key] {
-        KEYS
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
     }
 
     fn needs(&self) -> &'static [Need] {

@@ -25,8 +25,8 @@ struct Config {
 const KEYS: &[Key] = &[];
 
 impl Plugin for Loopback {
-    fn keys(&self) -> &'static [Key] {
-        KEYS
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
     }
 
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {

@@ -5,7 +5,8 @@
 //! `Plugin::keys`, with `#[cfg_attr(test, derive(serde::Serialize))]` on its config struct and
 //! a one-line test `crate::keys::assert_struct_keys::<Config>(KEYS)` that fails when table and
 //! struct differ (IPAM applets: `assert_ipam_keys`). What it needs from the kernel goes in
-//! `Plugin::needs`, for `cni-multi doctor` (see `applets/ptp.rs` for both).
+//! `Plugin::needs`, for `cni-multi doctor` (see `applets/ptp.rs` for both). `fn keys` returns
+//! `Some(KEYS)`; the default `None` makes `--help` say the keys are not listed yet.
 
 mod bandwidth;
 mod bridge;

@@ -90,8 +90,8 @@ const KEYS: &[Key] = &[
 const NEEDS: &[Need] = &[Need::always(Probe::Netfilter)];
 
 impl Plugin for Portmap {
-    fn keys(&self) -> &'static [Key] {
-        KEYS
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
     }
 
     fn needs(&self) -> &'static [Need] {

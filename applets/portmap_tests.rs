@@ -57,6 +57,11 @@ fn bad(c: &Value) -> String {
 }
 
 #[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}
+
+#[test]
 fn bad_ports_and_protocols_are_config_errors() {
     let nothing = json!({});
     for (h, c) in [(0, 80), (65536, 80), (8080, 0), (8080, 70000), (-1, 80)] {
@@ -208,9 +213,4 @@ fn failed_second_family_rolls_back_the_first() {
     assert!(format!("{e:#}").contains("ip6tables-restore"), "{e:#}");
     let v4 = nat_state("iptables-save");
     assert!(!v4.iter().any(|l| l.contains("CNI-DN-")), "{v4:?}");
-}
-
-#[test]
-fn help_lists_every_config_key() {
-    crate::keys::assert_struct_keys::<Config>(KEYS);
 }

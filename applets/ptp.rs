@@ -65,8 +65,8 @@ const NEEDS: &[Need] = &[
 ];
 
 impl Plugin for Ptp {
-    fn keys(&self) -> &'static [Key] {
-        KEYS
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
     }
 
     fn needs(&self) -> &'static [Need] {

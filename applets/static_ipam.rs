@@ -51,8 +51,8 @@ const KEYS: &[Key] = &[
 ];
 
 impl Plugin for Static {
-    fn keys(&self) -> &'static [Key] {
-        KEYS
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
     }
 
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {

@@ -93,12 +93,13 @@ pub fn plugin_help(name: &str, about: &str, plugin: &dyn Plugin) -> String {
          Spec versions: {}\n",
         plugin.versions().join(", ")
     );
-    let own = plugin.keys();
-    if own.is_empty() {
-        s.push_str("\nconfiguration keys: none of its own\n");
-    } else {
-        s.push_str("\nconfiguration keys:\n");
-        s.push_str(&key_lines(own));
+    match plugin.keys() {
+        None => s.push_str("\nconfiguration keys: not listed for this applet yet\n"),
+        Some([]) => s.push_str("\nconfiguration keys: none of its own\n"),
+        Some(own) => {
+            s.push_str("\nconfiguration keys:\n");
+            s.push_str(&key_lines(own));
+        }
     }
     let common: Vec<&str> = COMMON.iter().map(|k| k.name).collect();
     s.push_str(&format!("\ncommon keys: {}\n", common.join(", ")));
@@ -293,6 +294,46 @@ mod tests {
         let src = r#"get(ipam, "subnet", "ipam.x"); bad("no such thing"); "rangeStart""#;
         let words: Vec<String> = quoted_words(&[src]).into_iter().collect();
         assert_eq!(words, ["rangeStart", "subnet"]);
+    }
+
+    struct Bare;
+    impl Plugin for Bare {
+        fn add(&self, _: &crate::skel::CmdArgs) -> anyhow::Result<crate::types::CniResult> {
+            unreachable!()
+        }
+        fn del(&self, _: &crate::skel::CmdArgs) -> anyhow::Result<()> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn help_says_when_an_applet_has_no_table_yet() {
+        let h = plugin_help("bare", "about it", &Bare);
+        assert!(h.starts_with("bare: about it\n"), "{h}");
+        assert!(
+            h.contains("configuration keys: not listed for this applet yet"),
+            "{h}"
+        );
+        assert!(
+            h.contains("common keys: cniVersion, cniVersions, name, type"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn every_applet_help_has_one_line_per_key() {
+        for a in crate::applets::APPLETS {
+            let crate::applets::Run::Plugin(p) = a.run else {
+                continue;
+            };
+            let h = plugin_help(a.name, a.about, p);
+            for k in p.keys().unwrap_or_default() {
+                let n = h
+                    .lines()
+                    .filter(|l| l.split_whitespace().next() == Some(k.name));
+                assert_eq!(n.count(), 1, "{}: {}\n{h}", a.name, k.name);
+            }
+        }
     }
 
     #[test]
