@@ -329,7 +329,7 @@ fn from_outcome(probe: Probe, o: crate::netlink::probe::Outcome) -> Check {
 pub fn netfilter_checks(n: &crate::netfilter::probe::Netfilter) -> Vec<Check> {
     let yes = |b: bool| if b { Status::Ok } else { Status::Missing };
     let flavour = n.iptables_flavour.as_deref().unwrap_or("unknown flavour");
-    let count = |c: Option<usize>| c.map_or("tool absent".into(), |c| format!("{c} rules"));
+    let count = |c: Option<usize>| c.map_or("unreadable".into(), |c| format!("{c} rules"));
     let rules = format!(
         "iptables-legacy: {}, iptables-nft: {}",
         count(n.legacy_rules),

@@ -177,6 +177,10 @@ fn exit_1_names_the_config_needing_ipvlan() {
     if !require_root() {
         return;
     }
+    // Where the kernel has ipvlan (the VM rig), an ipvlan applet must be absent for the
+    // configuration to fail: a private farm without it.
+    let farm = Farm::new("doctor-ipvlan");
+    let _ = std::fs::remove_file(farm.applet("ipvlan"));
     let host = TestNs::new("doctor-ipvlan");
     let confs = TempDir::new("doctor-ipvlan-conf");
     write_conf(
@@ -190,8 +194,12 @@ fn exit_1_names_the_config_needing_ipvlan() {
         json!({"cniVersion": "1.0.0", "name": "iv", "type": "ipvlan", "master": "eth0",
                "ipam": {"type": "host-local", "subnet": "10.8.0.0/24"}}),
     );
-    let out = doctor(Farm::shared(), &host, &confs, &["--json"]);
+    let out = doctor(&farm, &host, &confs, &["--json"]);
     assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("ipvlan: plugin not found in CNI_PATH"),
+        "{out}"
+    );
     let file = confs.join("20-iv.conf").display().to_string();
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert!(!lines.is_empty(), "{out}");
