@@ -101,6 +101,8 @@ impl Check {
 pub struct AppletStatus {
     /// The type name.
     pub name: String,
+    /// Installed and nothing it always needs is missing.
+    pub can_work: bool,
     /// Found in `CNI_PATH`.
     pub installed: bool,
     /// Ids of the checks it always needs that failed: it cannot work.
@@ -192,9 +194,11 @@ fn applet_status(name: &str, checks: &[Check], found: &dyn Fn(&str) -> bool) -> 
         .iter()
         .filter(|n| !satisfied(checks, n.probe));
     let (always, when): (Vec<&Need>, Vec<&Need>) = failed.partition(|n| n.when.is_none());
+    let installed = found(name);
     AppletStatus {
         name: name.to_string(),
-        installed: found(name),
+        can_work: installed && always.is_empty(),
+        installed,
         missing: always.iter().map(|n| n.probe.id()).collect(),
         limited: when
             .iter()

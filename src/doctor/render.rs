@@ -35,7 +35,7 @@ pub fn table(r: &Report) -> String {
         .applets
         .iter()
         .map(|a| {
-            let can = if a.missing.is_empty() { "yes" } else { "NO" };
+            let can = if a.can_work { "yes" } else { "NO" };
             let mut why = vec![
                 if a.installed {
                     "installed"

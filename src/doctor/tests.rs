@@ -110,6 +110,7 @@ fn no_config_is_ok_and_applets_say_what_they_miss() {
     assert!(r.ok);
     let by_name = |n: &str| r.applets.iter().find(|a| a.name == n).unwrap();
     assert!(by_name("bridge").installed && by_name("bridge").missing.is_empty());
+    assert!(by_name("bridge").can_work && !by_name("ptp").can_work);
     assert_eq!(by_name("vrf").missing, ["link/vrf"]);
     assert_eq!(by_name("portmap").missing, ["netfilter"]);
     assert_eq!(by_name("ptp").limited, ["ipMasq: netfilter"]);

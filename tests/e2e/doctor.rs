@@ -137,6 +137,7 @@ fn json_report_and_plugin_scan() {
         .iter()
         .find(|a| a["name"] == "bridge");
     assert_eq!(bridge.unwrap()["installed"], true);
+    assert_eq!(bridge.unwrap()["can_work"], true);
     for c in r["checks"].as_array().unwrap() {
         let st = c["status"].as_str().unwrap();
         assert!(["ok", "warn", "missing", "error"].contains(&st), "{c}");
