@@ -123,6 +123,7 @@ const NEEDS: &[Need] = &[
     Need::always(Probe::Link("veth")),
     Need::always(Probe::Link("bridge")),
     Need::when("ipMasq", Probe::Netfilter),
+    Need::when("macspoofchk", Probe::NfTables),
 ];
 
 impl Plugin for Bridge {

@@ -18,6 +18,8 @@ pub enum Probe {
     Tun,
     /// nf_tables or iptables works.
     Netfilter,
+    /// The nf_tables API works (bridge's `macspoofchk` has no iptables form).
+    NfTables,
     /// The dhcp daemon answers on its socket.
     DhcpDaemon,
 }
@@ -30,6 +32,7 @@ impl Probe {
             Probe::Qdisc(q) => format!("qdisc/{q}"),
             Probe::Tun => "device/tun".into(),
             Probe::Netfilter => "netfilter".into(),
+            Probe::NfTables => "netfilter/nf_tables".into(),
             Probe::DhcpDaemon => "daemon/dhcp".into(),
         }
     }

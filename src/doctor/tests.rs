@@ -153,11 +153,16 @@ fn every_need_is_probed() {
                 .map(|q| Probe::Qdisc(q).id()),
         )
         .collect();
-    ids.extend([
-        Probe::Tun.id(),
-        Probe::Netfilter.id(),
-        Probe::DhcpDaemon.id(),
-    ]);
+    ids.push(Probe::Tun.id());
+    let nf = crate::netfilter::probe::Netfilter {
+        nf_tables: true,
+        iptables: false,
+        iptables_flavour: None,
+        legacy_rules: None,
+        nft_rules: None,
+    };
+    ids.extend(netfilter_checks(&nf).into_iter().map(|c| c.id));
+    ids.push(scan::dhcp_socket(std::path::Path::new("/nonexistent")).id);
     for t in needs::known_types() {
         for n in needs_of(t) {
             assert!(
