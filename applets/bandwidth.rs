@@ -22,7 +22,9 @@
 //! by the reference, are left alone), and DEL leaves an IFB whose alias names another
 //! attachment of the same container (eth0's, when DEL comes for a failed eth1).
 
+use crate::doctor::{Need, Probe};
 use crate::error::{ErrorList, bad_config};
+use crate::keys::{Key, key};
 use crate::netfilter::naming::hash_with_prefix;
 use crate::netlink::{Handle, Link, LinkKind, LinkSpec, is_not_found};
 use crate::rollback::Rollback;
@@ -69,6 +71,7 @@ impl Limits {
 
 /// The config: the common keys plus the four limits at the top level.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -85,7 +88,32 @@ struct Conf {
     limits: Limits,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("ingressRate", "1000000", "rate of traffic to the container, bits/s (0: unlimited)"),
+    key("ingressBurst", "100000", "burst of traffic to the container, bits"),
+    key("egressRate", "1000000", "rate of traffic from the container, bits/s (0: unlimited)"),
+    key("egressBurst", "100000", "burst of traffic from the container, bits"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[
+    Need::always(Probe::Qdisc("tbf")),
+    Need::always(Probe::Qdisc("ingress")),
+    Need::always(Probe::Link("ifb")),
+];
+
 impl Plugin for Bandwidth {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let conf = load(args)?;
         let prev = conf.net.prev_result()?;

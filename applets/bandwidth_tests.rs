@@ -35,6 +35,11 @@ fn limits(conf: Value) -> anyhow::Result<Limits> {
 }
 
 #[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}
+
+#[test]
 fn top_level_keys_win_over_the_capability() {
     let rc = json!({"bandwidth": {"ingressRate": 800, "ingressBurst": 80}});
     let l = limits(json!({"name": "n", "runtimeConfig": rc})).unwrap();

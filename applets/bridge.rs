@@ -11,9 +11,11 @@
 //! `<bridge>.<vlan>` gateway interface and the bridge itself are left in place, as in the
 //! reference.
 
+use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
 use crate::exec::delegate;
 use crate::ipam::configure::configure_iface;
+use crate::keys::{Key, key};
 use crate::netfilter::nftables::Nft;
 use crate::netfilter::spoofcheck::{self, SpoofCheck};
 use crate::netlink::{self, Family, Handle, Link, LinkKind, LinkSpec};
@@ -35,6 +37,7 @@ pub struct Bridge;
 
 /// The bridge plugin's configuration.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -93,7 +96,45 @@ fn default_bridge() -> String {
     "cni0".into()
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("bridge", r#""cni0""#, "the host bridge to attach to; made if missing (default cni0)"),
+    key("isGateway", "true", "give the bridge the gateway address; the container routes via it"),
+    key("isDefaultGateway", "true", "isGateway, and a default route via the bridge"),
+    key("forceAddress", "true", "replace a bridge address of the same family that differs"),
+    key("ipMasq", "true", "masquerade traffic leaving the container's subnet"),
+    key("ipMasqBackend", r#""nftables""#, "iptables or nftables (default: iptables unless only nftables works)"),
+    key("mtu", "1500", "MTU of the veth pair (default: the kernel's)"),
+    key("hairpinMode", "true", "let traffic leave and re-enter the same bridge port"),
+    key("promiscMode", "true", "put the bridge in promiscuous mode"),
+    key("vlan", "100", "VLAN id of the container's port (untagged)"),
+    key("vlanTrunk", r#"[{"id":101},{"minID":200,"maxID":210}]"#, "tagged VLANs on the container's port"),
+    key("preserveDefaultVlan", "true", "keep VLAN 1 on the port when vlan or vlanTrunk is set"),
+    key("macspoofchk", "true", "drop frames from the container with another source MAC (nftables)"),
+    key("enabledad", "true", "run duplicate address detection on the container interface"),
+    key("disableContainerInterface", "true", "leave the container interface down"),
+    key("portIsolation", "true", "isolate the port from the bridge's other isolated ports"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[
+    Need::always(Probe::Link("veth")),
+    Need::always(Probe::Link("bridge")),
+    Need::when("ipMasq", Probe::Netfilter),
+    Need::when("macspoofchk", Probe::NfTables),
+];
+
 impl Plugin for Bridge {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         conf.check_add()?;

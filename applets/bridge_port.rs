@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 /// One `vlanTrunk` entry: `{"id": N}` or `{"minID": A, "maxID": B}` (or both).
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct VlanTrunk {
     #[serde(default, rename = "minID")]
     min_id: Option<i64>,

@@ -29,6 +29,11 @@ fn err_of(json: &str) -> String {
 }
 
 #[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}
+
+#[test]
 fn defaults_and_every_key() {
     let c = load(r#"{"cniVersion":"1.0.0","name":"n","type":"bridge"}"#).unwrap();
     assert_eq!(c.bridge, "cni0");

@@ -11,6 +11,7 @@ use crate::error::{CniError, code};
 use crate::ipam::allocator::{allocate, free_addresses, release, release_all_but};
 use crate::ipam::config::{HostLocalConfig, data_dir, read_resolv_conf};
 use crate::ipam::{DiskStore, RangeSet, Store};
+use crate::keys::{Key, key};
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, Dns, NetConf};
 use serde::Deserialize;
@@ -26,7 +27,25 @@ struct Conf {
     net: NetConf,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("ipam.ranges", r#"[[{"subnet":"10.2.0.0/24"}]]"#, "range sets: each a list of {subnet, rangeStart, rangeEnd, gateway}"),
+    key("ipam.subnet", r#""10.1.0.0/24""#, "a single range (legacy form of ranges)"),
+    key("ipam.rangeStart", r#""10.1.0.10""#, "first address handed out in subnet"),
+    key("ipam.rangeEnd", r#""10.1.0.50""#, "last address handed out in subnet"),
+    key("ipam.gateway", r#""10.1.0.1""#, "gateway of subnet (never handed out)"),
+    key("ipam.routes", r#"[{"dst":"0.0.0.0/0"}]"#, "routes to return: {dst, gw}"),
+    key("ipam.dataDir", r#""/var/lib/cni/networks""#, "where reservations are kept"),
+    key("ipam.resolvConf", r#""/etc/resolv.conf""#, "a resolv.conf to return as DNS"),
+];
+
 impl Plugin for HostLocal {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let (conf, _) = load(args)?;
         let requested = conf.requests_per_set()?;

@@ -79,6 +79,17 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+fn help_lists_every_ipam_key() {
+    let sources = [
+        include_str!("host_local.rs"),
+        include_str!("../src/ipam/config.rs"),
+    ];
+    crate::keys::assert_ipam_keys(KEYS, &sources, |net| {
+        HostLocalConfig::load(net, &CniArgs::default()).map(drop)
+    });
+}
+
+#[test]
 fn add_returns_ipam_result_and_writes_state() {
     let tmp = TempDir::new("hl-add");
     let resolv = tmp.path().join("resolv.conf");

@@ -5,6 +5,7 @@
 //! CHECK verifies it is up. `CNI_IFNAME` is ignored, as in the reference.
 
 use crate::error::{CniError, code};
+use crate::keys::Key;
 use crate::netlink::{Handle, Link};
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::version::{Family, Version};
@@ -16,12 +17,20 @@ pub struct Loopback;
 
 /// loopback has no keys of its own.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct Config {
     #[serde(flatten)]
     net: NetConf,
 }
 
+/// Its configuration keys (none of its own); a test holds this equal to the struct.
+const KEYS: &[Key] = &[];
+
 impl Plugin for Loopback {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let conf: Config = args.config()?;
         let prev = conf.net.prev_result()?;
@@ -102,4 +111,12 @@ fn loopback_addresses(nl: &Handle, lo: &Link) -> anyhow::Result<Vec<IpConfig>> {
         }
     }
     Ok(ips)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn help_lists_every_config_key() {
+        crate::keys::assert_struct_keys::<super::Config>(super::KEYS);
+    }
 }

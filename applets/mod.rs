@@ -1,8 +1,16 @@
 //! The applet registry: the one sorted table that dispatch, `cni-multi --list`, `install.sh`
 //! and the docs read. Adding an applet is one `mod` line and one row.
+//!
+//! A plugin also lists its config keys for `APPLET --help`: a `KEYS: &[Key]` table returned by
+//! `Plugin::keys`, with `#[cfg_attr(test, derive(serde::Serialize))]` on its config struct and
+//! a one-line test `crate::keys::assert_struct_keys::<Config>(KEYS)` that fails when table and
+//! struct differ (IPAM applets: `assert_ipam_keys`). What it needs from the kernel goes in
+//! `Plugin::needs`, for `cni-multi doctor` (see `applets/ptp.rs` for both). `fn keys` returns
+//! `Some(KEYS)`; the default `None` makes `--help` say the keys are not listed yet.
 
 mod bandwidth;
 mod bridge;
+mod doctor;
 mod host_local;
 mod loopback;
 mod net;
@@ -49,6 +57,11 @@ pub static APPLETS: &[Applet] = &[
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "doctor",
+        about: "which applets can work on this node and why not; exit 1 names configs that cannot",
+        run: Run::Tool(doctor::main),
     },
     Applet {
         name: "host-local",

@@ -10,7 +10,9 @@
 //! `cni.dev/valid-attachments`; ports above 65535 and unknown protocols are refused; with
 //! mappings but no `prevResult`, ADD fails before touching anything.
 
+use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
+use crate::keys::{Key, key};
 use crate::netfilter::conntrack::flush_udp_ports;
 use crate::netfilter::portmap::{
     self, Forward, Mapping, Owner, Proto, Snat, conditions, forward_ports,
@@ -32,6 +34,7 @@ pub struct Portmap;
 const DEFAULT_MARK_BIT: i64 = 13;
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -70,7 +73,31 @@ struct Settings {
     mappings: Vec<Mapping>,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("backend", r#""iptables""#, "iptables or nftables (default: iptables unless only nftables works)"),
+    key("snat", "true", "masquerade hairpin and localhost traffic (default true)"),
+    key("conditionsV4", r#"["-s","10.0.0.0/8"]"#, "extra iptables match on the IPv4 entry rule"),
+    key("conditionsV6", r#"["-s","fd00::/8"]"#, "extra iptables match on the IPv6 entry rule"),
+    key("masqAll", "true", "masquerade all traffic to the mapped ports, not only hairpin"),
+    key("markMasqBit", "13", "the fwmark bit asking for masquerade (0-31, default 13)"),
+    key("externalSetMarkChain", r#""KUBE-MARK-MASQ""#, "an existing chain that sets the masquerade mark"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Netfilter)];
+
 impl Plugin for Portmap {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf: Config = args.config()?;
         let s = settings(&conf)?;

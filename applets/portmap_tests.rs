@@ -57,6 +57,11 @@ fn bad(c: &Value) -> String {
 }
 
 #[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}
+
+#[test]
 fn bad_ports_and_protocols_are_config_errors() {
     let nothing = json!({});
     for (h, c) in [(0, 80), (65536, 80), (8080, 0), (8080, 70000), (-1, 80)] {

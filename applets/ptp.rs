@@ -10,9 +10,11 @@
 //! failures and removes masquerading even when the link is already gone; GC forwards to IPAM
 //! and removes the masquerading of stale attachments; CHECK also checks the masquerade rules.
 
+use crate::doctor::{Need, Probe};
 use crate::error::{ErrorList, bad_config};
 use crate::exec::delegate;
 use crate::ipam::configure::configure_iface;
+use crate::keys::{Key, key};
 use crate::netlink::{self, Handle, RouteSpec};
 use crate::netns::Netns;
 use crate::podnet::{self, check};
@@ -31,6 +33,7 @@ pub struct Ptp;
 
 /// The ptp plugin's configuration.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -46,7 +49,30 @@ struct Config {
 /// Index of the container veth in the result's interfaces.
 const CONTAINER_IFACE: usize = 1;
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("ipMasq", "true", "masquerade traffic leaving the container's subnet"),
+    key("ipMasqBackend", r#""nftables""#, "iptables or nftables (default: iptables unless only nftables works)"),
+    key("mtu", "1500", "MTU of the veth pair (default: the kernel's)"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[
+    Need::always(Probe::Link("veth")),
+    Need::when("ipMasq", Probe::Netfilter),
+];
+
 impl Plugin for Ptp {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         let ns = args.open_netns()?;
@@ -264,6 +290,11 @@ fn host_side(host: &Handle, index: u32, ips: &[IpConfig], gateways: &[IpAddr]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_lists_every_config_key() {
+        crate::keys::assert_struct_keys::<Config>(KEYS);
+    }
     use crate::types::args::CniArgs;
 
     fn load(json: &str) -> Result<Config> {

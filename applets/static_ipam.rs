@@ -8,6 +8,7 @@
 
 use crate::error::{bad_config, bad_env};
 use crate::ipam::config::{get_str, ipam_section, parse_cidr, parse_ip, parse_routes};
+use crate::keys::{Key, key};
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::args::CniArgs;
 use crate::types::{CniResult, Dns, IpConfig, NetConf, Route, Version};
@@ -40,7 +41,20 @@ struct Address {
     gateway: Option<IpAddr>,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("ipam.addresses", r#"[{"address":"10.1.0.5/24","gateway":"10.1.0.1"}]"#, "addresses to return: {address, gateway}"),
+    key("ipam.routes", r#"[{"dst":"0.0.0.0/0"}]"#, "routes to return: {dst, gw}"),
+    key("ipam.dns", r#"{"nameservers":["10.1.0.1"]}"#, "DNS to return: {nameservers, domain, search, options}"),
+];
+
 impl Plugin for Static {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let (conf, _) = load(args)?;
         let ips = conf

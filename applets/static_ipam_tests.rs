@@ -46,6 +46,17 @@ fn base() -> Value {
 }
 
 #[test]
+fn help_lists_every_ipam_key() {
+    let sources = [
+        include_str!("static_ipam.rs"),
+        include_str!("../src/ipam/config.rs"),
+    ];
+    crate::keys::assert_ipam_keys(KEYS, &sources, |net| {
+        StaticConfig::load(net, &CniArgs::default()).map(drop)
+    });
+}
+
+#[test]
 fn add_returns_addresses_routes_and_dns() {
     let mut c = base();
     c["ipam"]["addresses"] =

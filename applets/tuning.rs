@@ -23,6 +23,7 @@
 //! network, so one network's GC could not tell its own stale files from another network's.
 
 use crate::error::{ErrorList, bad_config};
+use crate::keys::{Key, key};
 use crate::netlink::{Handle, Link, mac_string, parse_mac};
 use crate::netns::Netns;
 use crate::rollback::Rollback;
@@ -44,6 +45,7 @@ const ALLOWLIST: &str = "/etc/cni/tuning/allowlist.conf";
 
 /// The config as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -112,7 +114,24 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("dataDir", r#""/run/cni/tuning""#, "where the original values are kept for DEL"),
+    key("sysctl", r#"{"net.ipv4.conf.eth0.rp_filter":"1"}"#, "net.* sysctls to set in the container"),
+    key("mac", r#""c2:11:22:33:44:55""#, "MAC address of the container interface"),
+    key("promisc", "true", "promiscuous mode on the container interface"),
+    key("mtu", "1400", "MTU of the container interface"),
+    key("txQLen", "1000", "transmit queue length of the container interface"),
+    key("allmulti", "true", "all-multicast mode on the container interface"),
+];
+
 impl Plugin for Tuning {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let (want, net) = load(args)?;
         check_allowlist(Path::new(ALLOWLIST), &want.sysctl)?;

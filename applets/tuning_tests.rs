@@ -29,6 +29,11 @@ fn want(conf: Value, cni_args: &str) -> anyhow::Result<Want> {
 }
 
 #[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}
+
+#[test]
 fn sysctl_keys_map_under_proc_sys_net() {
     let k = |key| sysctl_key(key, "eth0.100");
     assert_eq!(k("net.ipv4.ip_forward").unwrap(), "net/ipv4/ip_forward");

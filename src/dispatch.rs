@@ -98,10 +98,17 @@ fn base_name(arg0: &OsStr) -> String {
         .unwrap_or_default()
 }
 
-/// Runs a row: plugins through skel with the real process environment and stdio.
+/// Runs a row: plugins through skel with the real process environment and stdio, or their
+/// `--help` (the config keys, [`crate::keys::plugin_help`]).
 fn run_applet(applet: &Applet, args: &[OsString]) -> ExitCode {
     match applet.run {
         Run::Tool(f) => f(args),
+        Run::Plugin(p)
+            if matches!(args.first().and_then(|a| a.to_str()), Some("--help" | "-h")) =>
+        {
+            print!("{}", crate::keys::plugin_help(applet.name, applet.about, p));
+            ExitCode::SUCCESS
+        }
         Run::Plugin(p) => {
             let env: Env = std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

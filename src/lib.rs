@@ -4,9 +4,11 @@
 //! the applets (one per reference plugin) in `applets/`, registered in one sorted table.
 
 pub mod dispatch;
+pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod ipam;
+pub mod keys;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;

@@ -110,6 +110,21 @@ impl Netns {
         Ok(f())
     }
 
+    /// A new, empty netns that only this handle keeps alive: the calling thread unshares into
+    /// it, opens it, and switches straight back (aborting if it cannot). Dropping the handle
+    /// (and any netlink socket opened in it) destroys the netns and every link made there, so
+    /// probes that create links never touch the caller's netns. Needs `CAP_SYS_ADMIN`.
+    pub fn scratch() -> Result<Netns, NetnsError> {
+        let home = Netns::current()?;
+        let here = PathBuf::from("unshare(CLONE_NEWNET)");
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetnsError::Io(here.clone(), e.into()))?;
+        let _back = RestoreGuard(home);
+        let mut ns = Netns::current()?;
+        ns.path = here;
+        Ok(ns)
+    }
+
     /// The raw fd, for `IFLA_NET_NS_FD` when moving a link here.
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
@@ -160,5 +175,18 @@ mod tests {
         let b = Netns::open("/proc/self/ns/net").unwrap();
         assert!(a.same_as(&b));
         assert_eq!(a.run(|| 5).unwrap(), 5);
+    }
+
+    #[test]
+    fn scratch_is_a_new_netns_and_the_thread_stays_home() {
+        if !nix::unistd::Uid::effective().is_root() {
+            println!("skipped: scratch needs root");
+            return;
+        }
+        let home = Netns::current().unwrap();
+        let s = Netns::scratch().unwrap();
+        assert!(!s.same_as(&home));
+        assert!(Netns::current().unwrap().same_as(&home));
+        assert!(s.run(|| Netns::current().unwrap().same_as(&s)).unwrap());
     }
 }

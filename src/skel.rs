@@ -169,6 +169,15 @@ pub trait Plugin: Sync {
     fn versions(&self) -> &'static [&'static str] {
         version::ALL
     }
+    /// Its own configuration keys, one line each, for `--help` ([`crate::keys`]); `None`
+    /// until the applet has a table.
+    fn keys(&self) -> Option<&'static [crate::keys::Key]> {
+        None
+    }
+    /// What the node must offer for it to work, for `cni-multi doctor` ([`crate::doctor`]).
+    fn needs(&self) -> &'static [crate::doctor::Need] {
+        &[]
+    }
 }
 
 /// Runs one protocol call of `plugin` (named `name` in the about text) and returns the exit

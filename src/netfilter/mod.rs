@@ -11,6 +11,7 @@ pub mod masq;
 pub mod naming;
 pub mod nftables;
 pub mod portmap;
+pub mod probe;
 pub mod spoofcheck;
 
 #[cfg(test)]

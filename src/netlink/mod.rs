@@ -17,6 +17,7 @@ pub mod link;
 pub mod neigh;
 #[cfg(test)]
 mod oracle;
+pub mod probe;
 pub mod route;
 pub mod rule;
 

@@ -7,6 +7,7 @@
 //! ([`tbf`], [`filter`]).
 
 mod filter;
+pub mod probe;
 mod tbf;
 #[cfg(test)]
 mod tests;

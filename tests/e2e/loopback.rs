@@ -137,8 +137,8 @@ fn version_through_every_symlink() {
         return;
     }
     let pair = Pair::new("version");
-    // The runtime tool's two names are tools, not plugins: they take arguments, not CNI_COMMAND.
-    let tools = ["cnitool", "net"];
+    // The runtime tool's two names and doctor are tools, not plugins: they take arguments.
+    let tools = ["cnitool", "doctor", "net"];
     let names = farm::applet_names();
     let plugins: Vec<&String> = names
         .iter()
