@@ -3,6 +3,7 @@
 
 mod bandwidth;
 mod bridge;
+mod host_device;
 mod host_local;
 mod loopback;
 mod net;
@@ -49,6 +50,11 @@ pub static APPLETS: &[Applet] = &[
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "host-device",
+        about: "moves an existing host device (NIC, SR-IOV VF by PCI address, sub-function) into the container",
+        run: Run::Plugin(&host_device::HostDevice),
     },
     Applet {
         name: "host-local",
