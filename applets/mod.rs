@@ -10,6 +10,7 @@ mod net;
 mod portmap;
 mod ptp;
 mod static_ipam;
+mod tap;
 mod tuning;
 
 use crate::skel::Plugin;
@@ -85,6 +86,11 @@ pub static APPLETS: &[Applet] = &[
         name: "static",
         about: "IPAM: returns fixed addresses, routes and DNS from the config",
         run: Run::Plugin(&static_ipam::Static),
+    },
+    Applet {
+        name: "tap",
+        about: "a TAP device in the container (owner, group, multi-queue, MAC, MTU, bridge), made through /dev/net/tun",
+        run: Run::Plugin(&tap::Tap),
     },
     Applet {
         name: "tuning",

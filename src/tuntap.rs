@@ -118,6 +118,55 @@ pub fn create_persistent_tap(spec: &TapSpec) -> Result<()> {
     Ok(())
 }
 
+/// Whether SELinux is enabled on this host: a selinuxfs is mounted (how go-selinux decides).
+pub fn selinux_enabled() -> bool {
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|m| m.lines().any(|l| l.contains(" - selinuxfs ")));
+    mounted || std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// [`create_persistent_tap`] run by a forked child of the calling thread that first switches
+/// to the SELinux `context` (`/proc/thread-self/attr/current`), so the device's tun socket is
+/// labelled with it (the kernel labels it with the creating task's context, not the socket
+/// create one). The reference sets an *exec* label and runs `ip`; this needs the policy to
+/// allow the plugin's domain `setcurrent` and `dyntransition` to `context` instead. The child
+/// inherits the thread's netns. Call it while the process has one thread (a plugin does).
+pub fn create_persistent_tap_in_context(spec: &TapSpec, context: &str) -> Result<()> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork, pipe};
+    use std::io::{Read, Write};
+    spec.ifreq()?;
+    let (rx, tx) = pipe().context("pipe")?;
+    // SAFETY: the child only makes system calls and small allocations before `_exit`; a
+    // plugin is single-threaded when it creates its tap, so no lock can be held by another.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            drop(rx);
+            let outcome = std::fs::write("/proc/thread-self/attr/current", context)
+                .with_context(|| format!("could not switch to SELinux context {context:?}"))
+                .and_then(|()| create_persistent_tap(spec));
+            let code = match outcome {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = std::fs::File::from(tx).write_all(format!("{e:#}").as_bytes());
+                    1
+                }
+            };
+            // SAFETY: ends the child without running the parent's destructors or atexit.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(tx);
+            let mut why = String::new();
+            let _ = std::fs::File::from(rx).read_to_string(&mut why);
+            match waitpid(child, None).context("wait for the tap creator")? {
+                WaitStatus::Exited(_, 0) => Ok(()),
+                _ => bail!("{why}"),
+            }
+        }
+    }
+}
+
 fn ioctl_result(rc: libc::c_int) -> std::io::Result<()> {
     if rc < 0 {
         Err(std::io::Error::last_os_error())
