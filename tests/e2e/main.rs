@@ -10,6 +10,8 @@ mod bridge_failures;
 mod chain;
 mod chain_many;
 mod demo;
+mod host_device;
+mod host_device_del;
 mod host_local;
 mod host_local_interop;
 mod install_sh;
