@@ -155,8 +155,19 @@ impl Config {
         Ok(c)
     }
 
-    /// Decodes stdin; DEL, GC and STATUS need nothing else to hold.
+    /// Decodes stdin; DEL, GC and STATUS need nothing else to hold. `owner`, `group` and
+    /// `mtu` are checked first, by name (serde's flattened errors do not name the key).
     fn load_for_del(args: &CmdArgs) -> Result<Config> {
+        let raw: serde_json::Map<String, serde_json::Value> = args.config()?;
+        for (key, what) in [("owner", "a uid"), ("group", "a gid"), ("mtu", "an MTU")] {
+            let v = raw.get(key).filter(|v| !v.is_null());
+            if v.is_some_and(|v| v.as_u64().is_none_or(|n| n > u64::from(u32::MAX))) {
+                return Err(bad_config(format!(
+                    "tap: {key:?} must be a number ({what}), not {}",
+                    v.expect("checked")
+                )));
+            }
+        }
         args.config()
     }
 

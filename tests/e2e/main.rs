@@ -29,4 +29,5 @@ mod runtime;
 mod runtime_bad;
 mod runtime_env;
 mod static_ipam;
+mod tap;
 mod tuning;
