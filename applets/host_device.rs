@@ -258,16 +258,16 @@ fn find_device(host: &Handle, target: &Target, sys: &Sysfs) -> Result<Link> {
     let mut found: Option<(Link, &Selector)> = None;
     for s in &target.selectors {
         let link = resolve(host, s, sys)?;
-        if let Some((first, by)) = &found {
-            if first.index != link.index {
-                return Err(bad_config(format!(
-                    "{} names {} but {} names {}",
-                    describe(by),
-                    first.name,
-                    describe(s),
-                    link.name
-                )));
-            }
+        if let Some((first, by)) = &found
+            && first.index != link.index
+        {
+            return Err(bad_config(format!(
+                "{} names {} but {} names {}",
+                describe(by),
+                first.name,
+                describe(s),
+                link.name
+            )));
         }
         found.get_or_insert((link, s));
     }

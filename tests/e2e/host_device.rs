@@ -35,8 +35,13 @@ impl Rig {
     /// The rig whose host has its own sysfs mount (for `kernelpath` and PCI lookups); run
     /// plugins there with [`Rig::sysfs_cni`].
     pub fn with_sysfs(label: &str) -> Rig {
+        Rig::with_host_setup(label, "mount -t sysfs sysfs /sys")
+    }
+
+    /// The rig whose host has a private mount namespace prepared by `setup` (a shell script).
+    pub fn with_host_setup(label: &str, setup: &str) -> Rig {
         let pair = Pair {
-            host: TestNs::with_mounts(&format!("{label}-host"), "mount -t sysfs sysfs /sys"),
+            host: TestNs::with_mounts(&format!("{label}-host"), setup),
             container: TestNs::new(&format!("{label}-ctr")),
         };
         Rig::wire(pair, label)
@@ -192,6 +197,68 @@ fn selected_by_hwaddr_kernelpath_and_device_id() {
     let c = by("kernelpath", json!("/sys/class/net/hd0"));
     rig.sysfs_cni("ADD", "c1", &c).expect_error(7);
     rig.assert_home(&mac);
+}
+
+/// A fake `/sys/bus` in the host's mount namespace: PCI functions 0000:00:0a.0 (`net/hd0`),
+/// 0000:00:0c.0 (`virtio3/net/hd0`), 0000:00:0b.0 bound to vfio-pci (no netdev), and the
+/// auxiliary device mlx5_core.sf.2 (`net/hd0`), as SR-IOV device plugins hand them over.
+const FAKE_BUS: &str = "mount -t sysfs sysfs /sys && mount -t tmpfs bus /sys/bus && \
+    cd /sys/bus && mkdir -p pci/devices/0000:00:0a.0/net/hd0 \
+    pci/devices/0000:00:0c.0/virtio3/net/hd0 pci/devices/0000:00:0b.0 \
+    auxiliary/devices/mlx5_core.sf.2/net/hd0 && \
+    ln -s ../../../../devices/pci0000:00/drivers/vfio-pci pci/devices/0000:00:0b.0/driver";
+
+#[test]
+fn pci_auxiliary_and_dpdk_through_a_fake_bus() {
+    if !require_root() {
+        return;
+    }
+    let rig = Rig::with_host_setup("hd-bus", FAKE_BUS);
+    let mac = rig.mac();
+    let base = rig.conf("1.1.0");
+    let by = |key: &str, v: Value| {
+        let mut c = base.clone();
+        c.as_object_mut().unwrap().remove("device");
+        c[key] = v;
+        c
+    };
+    let device_id = |id: &str| by("runtimeConfig", json!({"deviceID": id}));
+    for c in [
+        by("pciBusID", json!("0000:00:0a.0")),
+        by("pciBusID", json!("0000:00:0c.0")),
+        device_id("0000:00:0a.0"),
+        device_id("mlx5_core.sf.2"),
+    ] {
+        let r = rig.sysfs_cni("ADD", "c1", &c).result().clone();
+        rig.assert_moved(&mac);
+        assert_eq!(r["interfaces"][0]["mac"], mac.as_str());
+        rig.sysfs_cni("CHECK", "c1", &with_prev(&c, &r)).ok();
+        rig.sysfs_cni("DEL", "c1", &with_prev(&c, &r)).ok();
+        rig.assert_home(&mac);
+    }
+    // DPDK: nothing moves, the addresses are reported (not applied) and released on DEL.
+    for c in [
+        by("pciBusID", json!("0000:00:0b.0")),
+        device_id("0000:00:0b.0"),
+    ] {
+        let r = rig.sysfs_cni("ADD", "c1", &c).result().clone();
+        let sandbox = rig.pair.container.path().to_str().unwrap();
+        assert_eq!(
+            r["interfaces"],
+            json!([{"name": "eth0", "sandbox": sandbox}])
+        );
+        let got = result_addresses(&r);
+        assert_eq!(got.len(), 1, "{r}");
+        assert_eq!(
+            reservations(&rig.data, "hdnet"),
+            [got[0].trim_end_matches("/24")]
+        );
+        rig.assert_home(&mac);
+        for verb in ["CHECK", "DEL", "DEL"] {
+            rig.sysfs_cni(verb, "c1", &with_prev(&c, &r)).ok();
+        }
+        assert!(reservations(&rig.data, "hdnet").is_empty());
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod chain_many;
 mod demo;
 mod host_device;
 mod host_device_del;
+mod host_device_pci;
 mod host_local;
 mod host_local_interop;
 mod install_sh;

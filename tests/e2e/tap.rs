@@ -16,7 +16,7 @@ use crate::support::traffic::in_netns;
 use crate::support::{Pair, TempDir, TestNs, require_root};
 use serde_json::{Value, json};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 fn conf(data: &TempDir, extra: Value) -> Value {
