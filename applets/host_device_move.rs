@@ -136,20 +136,23 @@ fn locate(cont: &Handle, ifname: &str, hints: &Hints) -> Result<Option<Link>> {
 
 /// With the container netns gone, a physical device is back in the initial netns under its
 /// container name, alias still set, down. If the calling thread's netns holds such a device
-/// that `hints` recognise, it gets its alias back as name and the alias is cleared. Returns
-/// the new name when it did that.
+/// that `hints` recognise, it gets its alias back as name and the alias is cleared (unless
+/// that name is taken). Returns the name it has then.
 pub fn restore_refunded(host: &Handle, hints: &Hints) -> Result<Option<String>> {
     let found = host
         .links()?
         .into_iter()
-        .find(|l| hints.matches(l) && !l.is_up() && l.alias.as_deref() != Some(l.name.as_str()));
+        .find(|l| hints.matches(l) && !l.is_up());
     let Some(l) = found else { return Ok(None) };
     let alias = l.alias.clone().unwrap_or_default();
-    if host.link_by_name(&alias)?.is_some() {
-        return Ok(None);
+    if alias != l.name {
+        if host.link_by_name(&alias)?.is_some() {
+            // Its name is taken: leave it as it is, the alias still telling what it was.
+            return Ok(Some(l.name));
+        }
+        host.set_name(l.index, &alias)
+            .with_context(|| format!("failed to rename {} back to {alias}", l.name))?;
     }
-    host.set_name(l.index, &alias)
-        .with_context(|| format!("failed to rename {} back to {alias}", l.name))?;
     host.set_alias(l.index, "")?;
     Ok(Some(alias))
 }
