@@ -302,3 +302,30 @@ fn del_is_total() {
     at2.netns("").run(&pair.host, "DEL", &c).ok();
     assert!(reservations(&data, "tapnet").is_empty());
 }
+
+#[test]
+fn gc_and_status_reach_ipam() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("tap-gc");
+    let data = TempDir::new("tap-gc");
+    let c = versioned(&conf(&data, json!({})), "1.1.0");
+    ours(&pair.container).run(&pair.host, "ADD", &c).ok();
+    let cni = |verb: &str, conf: &Value| {
+        crate::support::Cni::new(crate::support::Farm::shared(), "tap")
+            .command(verb)
+            .config(conf)
+            .run_in(&pair.host)
+    };
+    cni("STATUS", &c).ok();
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
+    cni("GC", &gc).ok();
+    assert_eq!(reservations(&data, "tapnet"), ["10.70.0.2"]);
+    gc["cni.dev/valid-attachments"] = json!([]);
+    cni("GC", &gc).ok();
+    assert!(reservations(&data, "tapnet").is_empty());
+    ours(&pair.container).run(&pair.host, "DEL", &c).ok();
+    assert_eq!(pair.container.link_names(), ["lo"]);
+}
