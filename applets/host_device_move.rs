@@ -125,11 +125,16 @@ pub fn move_out(ns: &Netns, ifname: &str, hints: &Hints) -> Result<Option<Link>>
     Handle::new()?.link_by_name(&host_name)
 }
 
-/// The container's device: `ifname` if present, else a link with an alias that `hints`
+/// The container's device: `ifname` if it carries an alias or a MAC `hints` know (a link of
+/// that name without either is not one we moved), else a link with an alias that `hints`
 /// recognise (renamed inside the container).
 fn locate(cont: &Handle, ifname: &str, hints: &Hints) -> Result<Option<Link>> {
     if let Some(l) = cont.link_by_name(ifname)? {
-        return Ok(Some(l));
+        let aliased = l.alias.as_deref().is_some_and(|a| !a.is_empty());
+        let known = l.mac.is_some() && (l.mac == hints.prev_mac || l.mac == hints.hwaddr);
+        if aliased || known {
+            return Ok(Some(l));
+        }
     }
     Ok(cont.links()?.into_iter().find(|l| hints.matches(l)))
 }

@@ -146,11 +146,19 @@ fn move_in_and_out_through_a_temporary_netns() {
             .is_none()
     );
 
+    // A link called net1 that we did not move (no alias, unknown MAC) stays where it is.
+    cont.create_veth("net1", "net1peer", 0, None, None, None)
+        .unwrap();
+    assert!(
+        moving::move_out(&cont_ns, "net1", &hints)
+            .unwrap()
+            .is_none()
+    );
+    assert!(cont.link_by_name("net1").unwrap().is_some());
+
     // A failure half-way (the name is taken in the container) leaves it on the host, up.
     host.set_up(back.index).unwrap();
     let dev = host.link_by_name("lan0").unwrap().unwrap();
-    cont.create_veth("net1", "other", 0, None, None, None)
-        .unwrap();
     let e = moving::move_in(&host, &dev, &cont_ns, "net1").unwrap_err();
     assert!(format!("{e:#}").contains("to the container"), "{e:#}");
     let after = host
