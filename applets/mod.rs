@@ -11,12 +11,14 @@
 mod bandwidth;
 mod bridge;
 mod doctor;
+mod host_device;
 mod host_local;
 mod loopback;
 mod net;
 mod portmap;
 mod ptp;
 mod static_ipam;
+mod tap;
 mod tuning;
 
 use crate::skel::Plugin;
@@ -64,6 +66,11 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Tool(doctor::main),
     },
     Applet {
+        name: "host-device",
+        about: "moves an existing host device (NIC, SR-IOV VF by PCI address, sub-function) into the container",
+        run: Run::Plugin(&host_device::HostDevice),
+    },
+    Applet {
         name: "host-local",
         about: "IPAM: allocates addresses from local ranges, reservations kept as files",
         run: Run::Plugin(&host_local::HostLocal),
@@ -92,6 +99,11 @@ pub static APPLETS: &[Applet] = &[
         name: "static",
         about: "IPAM: returns fixed addresses, routes and DNS from the config",
         run: Run::Plugin(&static_ipam::Static),
+    },
+    Applet {
+        name: "tap",
+        about: "a TAP device in the container (owner, group, multi-queue, MAC, MTU, bridge), made through /dev/net/tun",
+        run: Run::Plugin(&tap::Tap),
     },
     Applet {
         name: "tuning",

@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod skel;
 pub mod sysctl;
 pub mod tc;
+pub mod tuntap;
 pub mod types;
 pub mod veth;
 

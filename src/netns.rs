@@ -81,6 +81,23 @@ impl Netns {
         Netns::open("/proc/thread-self/ns/net")
     }
 
+    /// A brand-new, empty netns that no process lives in, held only by the returned fd (the
+    /// reference's `ns.TempNetNS`, without the bind mount): the calling thread unshares into it
+    /// and switches straight back, aborting if it cannot. When the fd is dropped the kernel
+    /// destroys the namespace: physical devices still inside go back to the initial netns,
+    /// virtual ones are deleted, so callers move what they put there out first.
+    pub fn create_anonymous() -> Result<Netns, NetnsError> {
+        let home = Netns::current()?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetnsError::Io(PathBuf::from("unshare(CLONE_NEWNET)"), e.into()))?;
+        let _back = RestoreGuard(home);
+        let fresh = Netns::current()?;
+        Ok(Netns {
+            path: PathBuf::from(format!("anonymous netns fd {}", fresh.fd.as_raw_fd())),
+            ..fresh
+        })
+    }
+
     /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -167,6 +184,19 @@ mod tests {
     fn regular_file_is_not_a_netns() {
         let e = Netns::open("/proc/self/status").unwrap_err();
         assert!(matches!(e, NetnsError::NotNetns(_)), "{e}");
+    }
+
+    #[test]
+    fn anonymous_netns_is_new_and_the_thread_stays_home() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let before = Netns::current().unwrap();
+        let temp = Netns::create_anonymous().unwrap();
+        assert!(Netns::current().unwrap().same_as(&before));
+        assert!(!temp.same_as(&before));
+        let inside = temp.run(|| Netns::current().unwrap()).unwrap();
+        assert!(inside.same_as(&temp));
     }
 
     #[test]
