@@ -20,6 +20,7 @@ use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
 use crate::rollback::Rollback;
 use crate::skel::{CmdArgs, Command, Plugin};
+use crate::types::version::{Family, Version};
 use crate::types::{CniResult, NetConf};
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -119,6 +120,9 @@ impl Config {
         let c: Config = args.config()?;
         c.mode()?;
         c.mac(args)?;
+        if podnet::ipam_type(&c.net).is_none() && args.command == Command::Add {
+            l2_only_needs_interfaces(&args.version)?;
+        }
         Ok(c)
     }
 
@@ -187,6 +191,19 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// Results before 0.3.0 carry no interfaces, only addresses, so an L2-only macvlan cannot be
+/// reported in them: refused up front (code 7) rather than failing after the link exists.
+fn l2_only_needs_interfaces(version: &str) -> Result<()> {
+    let v = if version.is_empty() { "0.1.0" } else { version };
+    match Version::parse(v) {
+        Ok(v) if v.family() == Family::V02 => Err(bad_config(format!(
+            "macvlan without \"ipam\" (L2 only) needs cniVersion 0.3.0 or later: a {v} \
+             result has no room for an interface without addresses"
+        ))),
+        _ => Ok(()),
     }
 }
 

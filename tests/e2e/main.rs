@@ -16,6 +16,7 @@ mod install_sh;
 mod interop;
 mod ipam_delegate;
 mod loopback;
+mod macvlan;
 mod masq_traffic;
 mod podman;
 mod podnet;
