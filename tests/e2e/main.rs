@@ -17,6 +17,7 @@ mod interop;
 mod ipam_delegate;
 mod loopback;
 mod macvlan;
+mod macvlan_pod;
 mod masq_traffic;
 mod podman;
 mod podnet;
