@@ -251,6 +251,7 @@ fn del_matrix_releases_the_address() {
 }
 
 /// vlanId 5000, a missing master, an MTU above the master's, no IPAM: code 7, nothing left;
+/// a second VLAN device with the same id on the master refused by the kernel, leaving nothing;
 /// GC and STATUS go to IPAM.
 #[test]
 fn config_errors_leave_nothing_gc_and_status() {
@@ -290,9 +291,15 @@ fn config_errors_leave_nothing_gc_and_status() {
         .run(&lan.host, "ADD", &c)
         .result()
         .clone();
+    // The kernel allows one VLAN device per master and id (in any netns): another id.
+    let mut c101 = c.clone();
+    c101["vlanId"] = json!(101);
     let other = TestNs::new("vl-bad-other");
     let stale = Attachment::ours("vlan", "stale", other.path(), "eth0");
-    stale.run(&lan.host, "ADD", &c).ok();
+    let out = stale.run(&lan.host, "ADD", &c);
+    assert!(out.stdout.contains("VLAN device already exists"), "{out}");
+    assert!(links_but_lo(&other).is_empty());
+    stale.run(&lan.host, "ADD", &c101).ok();
     let call = |verb: &str, c: &Value| {
         Cni::new(Farm::shared(), "vlan")
             .command(verb)
@@ -305,7 +312,7 @@ fn config_errors_leave_nothing_gc_and_status() {
     call("GC", &gc).ok();
     assert_eq!(reservations(&data, NET), ["10.95.100.100"]);
     check_del_del(&ours(&ctr, "keep"), &lan.host, &c, &r);
-    stale.run(&lan.host, "DEL", &c).ok();
+    stale.run(&lan.host, "DEL", &c101).ok();
     assert!(reservations(&data, NET).is_empty());
     assert!(links_but_lo(&ctr).is_empty() && links_but_lo(&other).is_empty());
 }
