@@ -32,7 +32,7 @@ impl Plugin for Dummy {
             ns: &ns,
         };
         let mut rb = Rollback::new();
-        let link = stacked::create_renamed(&sides, &link_spec(args), &args.ifname, &mut rb)?;
+        let link = stacked::create_in_container(&sides, &link_spec(args), &mut rb)?;
         let addressing = Addressing::Ipam(ipam);
         let mut result =
             stacked::address_link(&sides, args, &net, &link, addressing, false, &mut rb)?;

@@ -1,6 +1,6 @@
 //! `ipvlan`: the container shares the master's MAC and gets its own addresses on it: an
-//! ipvlan link created under a temporary name straight in the container netns and renamed to
-//! `CNI_IFNAME`. Mirrors the reference ipvlan plugin (FEATURES.md 6.4): keys `master`
+//! ipvlan link named `CNI_IFNAME`, created by a socket inside the container netns (no
+//! temporary name and rename, as in the reference: a host link of that name cannot clash). Mirrors the reference ipvlan plugin (FEATURES.md 6.4): keys `master`
 //! (config, else chained: the `prevResult` interface, else the default route's interface),
 //! `mode` (l2, l3, l3s), `mtu`, `linkInContainer`, `ipam` (optional when `prevResult` already
 //! carries addresses, which are then applied); result interfaces replaced by `[ipvlan]`, the
@@ -15,7 +15,6 @@
 use crate::error::bad_config;
 use crate::exec::delegate;
 use crate::netlink::{Handle, IpvlanFlag, IpvlanMode, KindData, Link, LinkKind, LinkSpec};
-use crate::netns::Netns;
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
 use crate::rollback::Rollback;
@@ -63,8 +62,8 @@ impl Plugin for Ipvlan {
             stacked::find_master(&conf.lower, prev.as_ref(), args, sides.lower(&conf.lower))?;
         stacked::check_mtu(conf.lower.mtu, &master)?;
         let mut rb = Rollback::new();
-        let spec = conf.link_spec(&master, &ns)?;
-        let link = stacked::create_renamed(&sides, &spec, &args.ifname, &mut rb)?;
+        let spec = conf.link_spec(&master, sides.parent_netnsid(&conf.lower)?, args)?;
+        let link = stacked::create_in_container(&sides, &spec, &mut rb)?;
         let result =
             stacked::address_link(&sides, args, &conf.net, &link, addressing, true, &mut rb)?;
         rb.commit();
@@ -151,20 +150,20 @@ impl Config {
         }
     }
 
-    /// The link to create on `master`, under a temporary name, in the container netns.
-    fn link_spec(&self, master: &Link, ns: &Netns) -> Result<LinkSpec> {
+    /// The link to create in the container on `master` (in the netns the container knows as
+    /// `netnsid`).
+    fn link_spec(&self, master: &Link, netnsid: Option<i32>, args: &CmdArgs) -> Result<LinkSpec> {
         let kind = LinkKind::Ipvlan {
             mode: self.mode()?,
             flags: self.flag()?,
         };
-        let netns = (!self.lower.link_in_container).then(|| ns.raw_fd());
         Ok(stacked::stacked_spec(
-            &stacked::temp_name()?,
+            &args.ifname,
             kind,
             master.index,
+            netnsid,
             self.lower.mtu,
             None,
-            netns,
         ))
     }
 

@@ -81,12 +81,12 @@ fn addresses_from_ipam_else_from_prev_result() {
     assert!(c.addressing(Some(no_ips)).is_err());
 }
 
-/// `RTM_NEWLINK`: temp name, `IFLA_LINK` = master, `IFLA_NET_NS_FD` = the container, kind
-/// ipvlan with `IFLA_IPVLAN_MODE` and `IFLA_IPVLAN_FLAGS`; down, `CREATE|EXCL`.
+/// `RTM_NEWLINK`, sent by the container's socket: `CNI_IFNAME`, `IFLA_LINK` = master,
+/// `IFLA_LINK_NETNSID` = the host's id in the container, kind ipvlan with `IFLA_IPVLAN_MODE`
+/// and `IFLA_IPVLAN_FLAGS`; down, `CREATE|EXCL`.
 #[test]
 fn newlink_bytes_of_an_ipvlan_in_the_container() {
     let c = load(r#"{"master":"eth9","mode":"l3","flag":"private"}"#).unwrap();
-    let ns = Netns::open("/proc/self/ns/net").unwrap();
     let master = Link {
         index: 5,
         name: "eth9".into(),
@@ -101,23 +101,18 @@ fn newlink_bytes_of_an_ipvlan_in_the_container() {
         alias: None,
         operstate: 0,
     };
-    let spec = c.link_spec(&master, &ns).unwrap();
-    let mut want = vec![
-        104, 0, 0, 0, 16, 0, 0x05, 0x06, 2, 0, 0, 0, 0, 0, 0, 0, // nlmsghdr
+    let spec = c.link_spec(&master, Some(0), &cmd("{}")).unwrap();
+    let want = vec![
+        96, 0, 0, 0, 16, 0, 0x05, 0x06, 2, 0, 0, 0, 0, 0, 0, 0, // nlmsghdr
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ifinfomsg
-        17, 0, 3, 0, // IFLA_IFNAME, 12 chars + NUL
-    ];
-    want.extend(spec.name.as_bytes());
-    want.extend([0, 0, 0, 0]);
-    want.extend([8, 0, 5, 0, 5, 0, 0, 0]); // IFLA_LINK 5
-    want.extend([8, 0, 28, 0]); // IFLA_NET_NS_FD
-    want.extend((ns.raw_fd() as u32).to_le_bytes());
-    want.extend([
+        9, 0, 3, 0, b'e', b't', b'h', b'0', 0, 0, 0, 0, // IFLA_IFNAME "eth0\0"
+        8, 0, 5, 0, 5, 0, 0, 0, // IFLA_LINK 5
+        8, 0, 37, 0, 0, 0, 0, 0, // IFLA_LINK_NETNSID 0
         36, 0, 18, 0, // IFLA_LINKINFO, 4 + 12 + 20
         11, 0, 1, 0, b'i', b'p', b'v', b'l', b'a', b'n', 0, 0, // IFLA_INFO_KIND "ipvlan\0"
         20, 0, 2, 0, // IFLA_INFO_DATA
         6, 0, 1, 0, 1, 0, 0, 0, // IFLA_IPVLAN_MODE u16 1 (l3)
         6, 0, 2, 0, 1, 0, 0, 0, // IFLA_IPVLAN_FLAGS u16 1 (private)
-    ]);
+    ];
     assert_eq!(crate::netlink::newlink_message(&spec, 2).unwrap(), want);
 }

@@ -1,6 +1,7 @@
 //! `macvlan`: gives the container its own MAC on a host NIC (the master): a macvlan link
-//! created under a temporary name straight in the container netns, renamed to `CNI_IFNAME`,
-//! addressed by IPAM when an `ipam` section is given (L2 only otherwise). Mirrors the
+//! named `CNI_IFNAME`, created by a socket inside the container netns (so a host link of that
+//! name cannot clash; the reference creates a temporary name and renames it), addressed by
+//! IPAM when an `ipam` section is given (L2 only otherwise). Mirrors the
 //! reference macvlan plugin (FEATURES.md 6.3): keys `master` (default: the default route's
 //! interface), `mode` (bridge, private, vepa, passthru), `mtu` (at most the master's), `mac`
 //! (config < CNI_ARGS `MAC` < `runtimeConfig.mac`), `bcqueuelen`, `linkInContainer`; result
@@ -15,7 +16,6 @@
 use crate::error::bad_config;
 use crate::exec::delegate;
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec, MacvlanMode, parse_mac};
-use crate::netns::Netns;
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
 use crate::rollback::Rollback;
@@ -41,7 +41,7 @@ struct Config {
     mac: String,
     #[serde(default)]
     bcqueuelen: u32,
-    // Issue 16's optional `hostShim` key goes here, with its step after `create_renamed`
+    // Issue 16's optional `hostShim` key goes here, with its step after `create_in_container`
     // in `add` (a macvlan on the same master in the host netns) and its removal in `del`.
 }
 
@@ -67,8 +67,8 @@ impl Plugin for Macvlan {
             stacked::find_master(&conf.lower, prev.as_ref(), args, sides.lower(&conf.lower))?;
         stacked::check_mtu(conf.lower.mtu, &master)?;
         let mut rb = Rollback::new();
-        let spec = conf.link_spec(&master, &ns, args)?;
-        let link = stacked::create_renamed(&sides, &spec, &args.ifname, &mut rb)?;
+        let spec = conf.link_spec(&master, sides.parent_netnsid(&conf.lower)?, args)?;
+        let link = stacked::create_in_container(&sides, &spec, &mut rb)?;
         let addressing = match podnet::ipam_type(&conf.net) {
             Some(t) => Addressing::Ipam(t),
             None => Addressing::None,
@@ -153,20 +153,20 @@ impl Config {
             .map_err(|e| bad_config(format!("invalid MAC address for macvlan: {e:#}")))
     }
 
-    /// The link to create on `master`, under a temporary name, in the container netns.
-    fn link_spec(&self, master: &Link, ns: &Netns, args: &CmdArgs) -> Result<LinkSpec> {
+    /// The link to create in the container on `master` (in the netns the container knows as
+    /// `netnsid`).
+    fn link_spec(&self, master: &Link, netnsid: Option<i32>, args: &CmdArgs) -> Result<LinkSpec> {
         let kind = LinkKind::Macvlan {
             mode: self.mode()?,
             bc_queue_len: (self.bcqueuelen != 0).then_some(self.bcqueuelen),
         };
-        let netns = (!self.lower.link_in_container).then(|| ns.raw_fd());
         Ok(stacked::stacked_spec(
-            &stacked::temp_name()?,
+            &args.ifname,
             kind,
             master.index,
+            netnsid,
             self.lower.mtu,
             self.mac(args)?,
-            netns,
         ))
     }
 

@@ -1,6 +1,6 @@
 //! `vlan`: puts the container on an 802.1Q VLAN of a host NIC: a vlan link on the master
-//! created under a temporary name straight in the container netns, renamed to `CNI_IFNAME`,
-//! addressed by IPAM. Mirrors the reference vlan plugin (FEATURES.md 6.5): keys `master`
+//! named `CNI_IFNAME`, created by a socket inside the container netns (no temporary name and
+//! rename, as in the reference: a host link of that name cannot clash), addressed by IPAM. Mirrors the reference vlan plugin (FEATURES.md 6.5): keys `master`
 //! (required), `vlanId` (0-4094), `mtu` (at most the master's), `linkInContainer`, `ipam`
 //! (required); result `[vlan]`, the config's DNS only.
 //!
@@ -13,7 +13,6 @@
 use crate::error::bad_config;
 use crate::exec::delegate;
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec};
-use crate::netns::Netns;
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
 use crate::rollback::Rollback;
@@ -64,8 +63,8 @@ impl Plugin for Vlan {
             stacked::find_master(&conf.lower, prev.as_ref(), args, sides.lower(&conf.lower))?;
         stacked::check_mtu(conf.lower.mtu, &master)?;
         let mut rb = Rollback::new();
-        let spec = conf.link_spec(&master, &ns)?;
-        let link = stacked::create_renamed(&sides, &spec, &args.ifname, &mut rb)?;
+        let spec = conf.link_spec(&master, sides.parent_netnsid(&conf.lower)?, args)?;
+        let link = stacked::create_in_container(&sides, &spec, &mut rb)?;
         let ipam = Addressing::Ipam(conf.ipam());
         let result = stacked::address_link(&sides, args, &conf.net, &link, ipam, false, &mut rb)?;
         rb.commit();
@@ -133,19 +132,19 @@ impl Config {
         podnet::ipam_type(&self.net).expect("checked at load")
     }
 
-    /// The link to create on `master`, under a temporary name, in the container netns.
-    fn link_spec(&self, master: &Link, ns: &Netns) -> Result<LinkSpec> {
+    /// The link to create in the container on `master` (in the netns the container knows as
+    /// `netnsid`).
+    fn link_spec(&self, master: &Link, netnsid: Option<i32>, args: &CmdArgs) -> Result<LinkSpec> {
         let kind = LinkKind::Vlan {
             id: u16::try_from(self.vlan_id).expect("checked at load"),
         };
-        let netns = (!self.lower.link_in_container).then(|| ns.raw_fd());
         Ok(stacked::stacked_spec(
-            &stacked::temp_name()?,
+            &args.ifname,
             kind,
             master.index,
+            netnsid,
             self.lower.mtu,
             None,
-            netns,
         ))
     }
 }

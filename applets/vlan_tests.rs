@@ -3,7 +3,6 @@
 #![cfg(target_endian = "little")]
 
 use super::*;
-use crate::netns::Netns;
 use crate::types::args::CniArgs;
 
 fn cmd(json: &str) -> CmdArgs {
@@ -87,43 +86,36 @@ fn keys_and_bad_configs_are_code_7() {
     stacked::check_mtu(1500, &master(3, 1500)).unwrap();
 }
 
-/// `RTM_NEWLINK`: temp name, MTU, `IFLA_LINK` = master, `IFLA_NET_NS_FD` = the container,
-/// kind vlan with `IFLA_VLAN_ID`; down, `CREATE|EXCL`.
+/// `RTM_NEWLINK`, sent by the container's socket: `CNI_IFNAME`, MTU, `IFLA_LINK` = master,
+/// `IFLA_LINK_NETNSID` = the host's id in the container, kind vlan with `IFLA_VLAN_ID`; down,
+/// `CREATE|EXCL`.
 #[test]
 fn newlink_bytes_of_a_vlan_in_the_container() {
     let c = load(r#"{"master":"eth9","vlanId":42,"mtu":1400,"ipam":{"type":"static"}}"#).unwrap();
-    let ns = Netns::open("/proc/self/ns/net").unwrap();
-    let spec = c.link_spec(&master(3, 1500), &ns).unwrap();
-    assert!(
-        spec.name.starts_with("veth") && spec.name.len() == 12,
-        "{}",
-        spec.name
-    );
-    let fd = ns.raw_fd() as u32;
-    let mut want = vec![
-        104, 0, 0, 0, 16, 0, 0x05, 0x06, 9, 0, 0, 0, 0, 0, 0, 0, // nlmsghdr
+    let spec = c.link_spec(&master(3, 1500), Some(2), &cmd("{}")).unwrap();
+    let want = vec![
+        96, 0, 0, 0, 16, 0, 0x05, 0x06, 9, 0, 0, 0, 0, 0, 0, 0, // nlmsghdr
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ifinfomsg: nothing set, down
-        17, 0, 3, 0, // IFLA_IFNAME, 12 chars + NUL
-    ];
-    want.extend(spec.name.as_bytes());
-    want.extend([0, 0, 0, 0]); // NUL + 3 pad
-    want.extend([8, 0, 4, 0, 0x78, 0x05, 0, 0]); // IFLA_MTU 1400
-    want.extend([8, 0, 5, 0, 3, 0, 0, 0]); // IFLA_LINK 3
-    want.extend([8, 0, 28, 0]); // IFLA_NET_NS_FD
-    want.extend(fd.to_le_bytes());
-    want.extend([
+        9, 0, 3, 0, b'e', b't', b'h', b'0', 0, 0, 0, 0, // IFLA_IFNAME "eth0\0"
+        8, 0, 4, 0, 0x78, 0x05, 0, 0, // IFLA_MTU 1400
+        8, 0, 5, 0, 3, 0, 0, 0, // IFLA_LINK 3
+        8, 0, 37, 0, 2, 0, 0, 0, // IFLA_LINK_NETNSID 2
         28, 0, 18, 0, // IFLA_LINKINFO
         9, 0, 1, 0, b'v', b'l', b'a', b'n', 0, 0, 0, 0, // IFLA_INFO_KIND "vlan\0"
         12, 0, 2, 0, // IFLA_INFO_DATA
         6, 0, 1, 0, 42, 0, 0, 0, // IFLA_VLAN_ID u16 42
-    ]);
+    ];
     assert_eq!(crate::netlink::newlink_message(&spec, 9).unwrap(), want);
 
-    // linkInContainer: created by the container's own socket, no IFLA_NET_NS_FD.
+    // linkInContainer: the master is in the container itself, no IFLA_LINK_NETNSID.
     let inside =
         load(r#"{"master":"eth9","vlanId":42,"linkInContainer":true,"ipam":{"type":"static"}}"#)
             .unwrap();
-    let spec = inside.link_spec(&master(3, 1500), &ns).unwrap();
-    assert_eq!(spec.netns, None);
-    assert_eq!(spec.mtu, None);
+    let spec = inside
+        .link_spec(&master(3, 1500), None, &cmd("{}"))
+        .unwrap();
+    assert_eq!(
+        (spec.parent_netnsid, spec.mtu, spec.netns),
+        (None, None, None)
+    );
 }

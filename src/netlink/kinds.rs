@@ -413,6 +413,9 @@ pub struct LinkSpec {
     pub mac: Option<[u8; 6]>,
     /// Lower device ifindex (`IFLA_LINK`): macvlan/ipvlan/vlan parent.
     pub parent: Option<u32>,
+    /// The netns `parent` lives in, by its id in the requesting socket's netns
+    /// (`IFLA_LINK_NETNSID`); `None`: the socket's own netns.
+    pub parent_netnsid: Option<i32>,
     /// Master device ifindex (a bridge, a VRF, a bond).
     pub master: Option<u32>,
     /// Netns fd to create the link in (`IFLA_NET_NS_FD`).
@@ -432,6 +435,7 @@ impl LinkSpec {
             mtu: None,
             mac: None,
             parent: None,
+            parent_netnsid: None,
             master: None,
             netns: None,
             up: false,
@@ -459,6 +463,9 @@ pub(crate) fn newlink_payload(spec: &LinkSpec) -> anyhow::Result<Ifinfomsg> {
     }
     if let Some(parent) = spec.parent {
         attrs.push(attr(Ifla::Link, parent)?);
+    }
+    if let Some(id) = spec.parent_netnsid {
+        attrs.push(attr(Ifla::LinkNetnsid, id)?);
     }
     if let Some(master) = spec.master {
         attrs.push(attr(Ifla::Master, master)?);

@@ -15,6 +15,7 @@ pub mod bridge_vlan;
 pub mod kinds;
 pub mod link;
 pub mod neigh;
+pub mod nsid;
 #[cfg(test)]
 mod oracle;
 pub mod route;

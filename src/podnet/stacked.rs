@@ -1,9 +1,11 @@
 //! What the plugins whose container link stacks on a lower device (macvlan, ipvlan, vlan)
 //! share, and what they share with dummy: the master chosen from the config, a chained
 //! `prevResult` or the default route, on the host or inside the container
-//! (`linkInContainer`); the MTU bound; the link created under a temporary name straight in
-//! the container netns and renamed there (so a host link called like `CNI_IFNAME` cannot
-//! clash); IPAM or `prevResult` addresses applied; and a DEL that needs neither the master nor
+//! (`linkInContainer`); the MTU bound; the link created by a socket inside the container
+//! netns, its lower device named by (`IFLA_LINK`, `IFLA_LINK_NETNSID`), so a host link called
+//! like `CNI_IFNAME` cannot clash and no rename is needed (the reference creates it from the
+//! host under a temporary name and renames it); IPAM or `prevResult` addresses applied; and a
+//! DEL that needs neither the master nor
 //! `prevResult`. Mirrors the reference's macvlan, ipvlan and vlan plugins (FEATURES.md 6.3-6.5,
 //! 5.1, 7.1) with the changes users asked for (USER-ASKS rows 3, 12, 20): chained mode for
 //! every stacked kind, DEL total, config errors as code 7.
@@ -18,7 +20,6 @@ use crate::rollback::Rollback;
 use crate::skel::{CmdArgs, Command};
 use crate::sysctl;
 use crate::types::{CniResult, Interface, NetConf};
-use crate::veth::random_veth_name;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
@@ -141,69 +142,66 @@ pub fn check_mtu(mtu: u32, master: &Link) -> Result<()> {
     Ok(())
 }
 
-/// The `RTM_NEWLINK` of a stacked link: `name` on `parent`, born in the netns `netns_fd`
-/// (`None`: the requesting socket's), down, with `mtu` (0: inherited) and `mac` if given.
+/// The `RTM_NEWLINK` of a stacked link, sent by the container's own socket: named `ifname`
+/// from the start, on `parent`, which lives in the netns the container knows as
+/// `parent_netnsid` (`None`: in the container itself), down, with `mtu` (0: inherited) and
+/// `mac` if given.
 pub fn stacked_spec(
-    name: &str,
+    ifname: &str,
     kind: LinkKind,
     parent: u32,
+    parent_netnsid: Option<i32>,
     mtu: u32,
     mac: Option<[u8; 6]>,
-    netns_fd: Option<i32>,
 ) -> LinkSpec {
     LinkSpec {
         parent: Some(parent),
+        parent_netnsid,
         mtu: (mtu != 0).then_some(mtu),
         mac,
-        netns: netns_fd,
-        ..LinkSpec::new(name, kind)
+        ..LinkSpec::new(ifname, kind)
     }
 }
 
-/// Creates `spec` (named with a temporary name) in the container netns, from the host (with
-/// `IFLA_NET_NS_FD`) unless `spec.netns` is unset, in which case the container's own socket
-/// creates it; renames it to `ifname` there. Its deletion is pushed onto `rb`. Returns the
-/// link as the container sees it.
-pub fn create_renamed<'a>(
+impl Sides<'_> {
+    /// The id under which the container netns knows the master's netns: `None` with
+    /// `linkInContainer`, else the host's (assigned by the kernel when missing).
+    pub fn parent_netnsid(&self, lower: &LowerConf) -> Result<Option<i32>> {
+        if lower.link_in_container {
+            return Ok(None);
+        }
+        let host = Netns::current().context("open the host netns")?;
+        Ok(Some(self.cont.netnsid_of(&host).context(
+            "get the id of the host netns in the container netns",
+        )?))
+    }
+}
+
+/// Creates `spec` with the container's own socket, so the kernel looks its name up only in
+/// the container netns (the reference creates it from the host under a temporary name and
+/// renames it inside, as a host socket's request is matched against host link names; a
+/// rename costs an RCU grace period). Its deletion is pushed onto `rb`. Returns the link as
+/// the container sees it.
+pub fn create_in_container<'a>(
     sides: &Sides<'a>,
     spec: &LinkSpec,
-    ifname: &str,
     rb: &mut Rollback<'a>,
 ) -> Result<Link> {
     let kind = spec.kind.name();
-    let creator = if spec.netns.is_some() {
-        sides.host
-    } else {
-        sides.cont
-    };
-    creator
-        .create_link(spec)
-        .with_context(|| format!("failed to create {kind}"))?;
     let cont = sides.cont;
+    cont.create_link(spec)
+        .with_context(|| format!("failed to create {kind}"))?;
     let link = cont
         .link_by_name(&spec.name)?
         .with_context(|| format!("{kind} {} vanished after creation", spec.name))?;
     let index = link.index;
-    rb.push(format!("delete {kind} {ifname}"), move || {
+    rb.push(format!("delete {kind} {}", spec.name), move || {
         match cont.delete_link(index) {
             Err(e) if netlink::is_not_found(&e) => Ok(()),
             r => r,
         }
     });
-    if spec.name != ifname {
-        cont.set_name(index, ifname)
-            .with_context(|| format!("failed to rename {kind} to {ifname:?}"))?;
-    }
-    Ok(Link {
-        name: ifname.to_string(),
-        ..link
-    })
-}
-
-/// A fresh temporary name for a link about to be renamed (`veth` + 8 hex digits, which
-/// NetworkManager leaves alone, as the reference).
-pub fn temp_name() -> Result<String> {
-    random_veth_name()
+    Ok(link)
 }
 
 /// The result's one interface: the container link.

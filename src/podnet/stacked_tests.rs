@@ -1,6 +1,6 @@
-//! The chained master's choice, the MTU bound, and (privileged) a stacked link born in the
-//! container netns under a temporary name while the host has a link called `CNI_IFNAME`,
-//! undone by the rollback guard.
+//! The chained master's choice, the MTU bound, and (privileged) a stacked link created by the
+//! container's socket on a host master while the host has a link called `CNI_IFNAME`, undone
+//! by the rollback guard.
 
 use super::*;
 use crate::netlink::MacvlanMode;
@@ -119,18 +119,23 @@ fn created_in_the_container_despite_a_host_namesake_and_rolled_back() {
         mode: MacvlanMode::Bridge,
         bc_queue_len: None,
     };
-    let tmp = temp_name().unwrap();
     let mac = Some([2, 0x42, 0, 0, 0, 1]);
-    let spec = stacked_spec(&tmp, kind, master.index, 1400, mac, Some(cont_ns.raw_fd()));
+    let nsid = sides.parent_netnsid(&LowerConf::default()).unwrap();
+    assert!(nsid.is_some_and(|id| id >= 0));
+    let inside = LowerConf {
+        link_in_container: true,
+        ..Default::default()
+    };
+    assert_eq!(sides.parent_netnsid(&inside).unwrap(), None);
+    let spec = stacked_spec("net1", kind, master.index, nsid, 1400, mac);
     {
         let mut rb = Rollback::new();
-        let link = create_renamed(&sides, &spec, "net1", &mut rb).unwrap();
+        let link = create_in_container(&sides, &spec, &mut rb).unwrap();
         assert_eq!(link.name, "net1");
         let seen = cont.link_details("net1").unwrap().unwrap();
         assert_eq!((seen.link.mtu, seen.link.mac), (1400, mac));
         assert_eq!(seen.link.kind, "macvlan");
-        assert!(cont.link_by_name(&tmp).unwrap().is_none());
-        assert!(host.link_by_name(&tmp).unwrap().is_none());
+        assert_eq!(seen.link.link, Some(master.index));
         let iface = container_interface(&link, &args("/x"));
         assert_eq!(
             (iface.mac.as_str(), iface.sandbox.as_str()),

@@ -407,7 +407,8 @@ fn fixed_ip_per_pod() {
 
 /// Bad mode, a missing master, an MTU above the master's, no master and no default route,
 /// a bad MAC: code 7 and nothing created or reserved. A failure after IPAM (a route through
-/// an unreachable gateway) and a rename clash: the link and the address are gone too.
+/// an unreachable gateway) and a name taken in the container: the link and the address are
+/// gone too.
 #[test]
 fn config_errors_and_failed_adds_leave_nothing() {
     if !require_root() {
@@ -460,15 +461,34 @@ fn config_errors_and_failed_adds_leave_nothing() {
     ]);
     let out = ours(&ctr, "c1").run(&lan.host, "ADD", &conf(&lan, Some(&data), json!({})));
     assert_ne!(out.code, 0, "{out}");
-    assert!(
-        out.stdout
-            .contains("failed to rename macvlan to \\\"eth0\\\""),
-        "{out}"
-    );
+    // The name is taken in the container (not on the host): refused, nothing created.
+    assert!(out.stdout.contains("failed to create macvlan"), "{out}");
     let mut left = links_but_lo(&ctr);
     left.sort();
     assert_eq!(left, ["eth0", "eth0p"], "only what was there before");
     assert!(reservations(&data, NET).is_empty());
+}
+
+/// A host link called like `CNI_IFNAME` (here the master itself) does not clash: the link is
+/// created by the container's own socket.
+#[test]
+fn host_link_with_the_same_name() {
+    if !require_root() {
+        return;
+    }
+    let lan = Lan::new("mv-samename", "192.168.72");
+    let ctr = TestNs::new("mv-samename-ctr");
+    let c = conf(&lan, None, json!({}));
+    let at = Attachment::ours("macvlan", "c1", ctr.path(), "lan0");
+    let r = at.run(&lan.host, "ADD", &c).result().clone();
+    assert_eq!(link_info(&ctr, "lan0").0, "macvlan");
+    assert_eq!(
+        ctr.link("lan0").unwrap()["link_index"].as_u64(),
+        Some(lan.host_ifindex("lan0"))
+    );
+    check_del_del(&at, &lan.host, &c, &r);
+    assert!(links_but_lo(&ctr).is_empty());
+    assert_eq!(links_but_lo(&lan.host), ["lan0"]);
 }
 
 #[test]
