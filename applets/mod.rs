@@ -11,15 +11,19 @@
 mod bandwidth;
 mod bridge;
 mod doctor;
+mod dummy;
 mod host_device;
 mod host_local;
+mod ipvlan;
 mod loopback;
+mod macvlan;
 mod net;
 mod portmap;
 mod ptp;
 mod static_ipam;
 mod tap;
 mod tuning;
+mod vlan;
 
 use crate::skel::Plugin;
 use std::ffi::OsString;
@@ -66,6 +70,11 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Tool(doctor::main),
     },
     Applet {
+        name: "dummy",
+        about: "a dummy link in the container holding IPAM's addresses",
+        run: Run::Plugin(&dummy::Dummy),
+    },
+    Applet {
         name: "host-device",
         about: "moves an existing host device (NIC, SR-IOV VF by PCI address, sub-function) into the container",
         run: Run::Plugin(&host_device::HostDevice),
@@ -76,9 +85,19 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Plugin(&host_local::HostLocal),
     },
     Applet {
+        name: "ipvlan",
+        about: "an ipvlan link on a host NIC (l2, l3, l3s; chained master from prevResult)",
+        run: Run::Plugin(&ipvlan::Ipvlan),
+    },
+    Applet {
         name: "loopback",
         about: "brings lo up in the container netns",
         run: Run::Plugin(&loopback::Loopback),
+    },
+    Applet {
+        name: "macvlan",
+        about: "a macvlan link on a host NIC: the container gets its own MAC on the LAN (IPAM optional)",
+        run: Run::Plugin(&macvlan::Macvlan),
     },
     Applet {
         name: "net",
@@ -109,6 +128,11 @@ pub static APPLETS: &[Applet] = &[
         name: "tuning",
         about: "meta: sets net.* sysctls, MAC, MTU, promisc, allmulti, txqlen; restores them on DEL",
         run: Run::Plugin(&tuning::Tuning),
+    },
+    Applet {
+        name: "vlan",
+        about: "an 802.1Q VLAN link on a host NIC in the container",
+        run: Run::Plugin(&vlan::Vlan),
     },
 ];
 

@@ -15,11 +15,13 @@ pub mod bridge_vlan;
 pub mod kinds;
 pub mod link;
 pub mod neigh;
+pub mod nsid;
 #[cfg(test)]
 mod oracle;
 pub mod probe;
 pub mod route;
 pub mod rule;
+pub mod stacked;
 
 pub use addr::Address;
 pub use attr::{mac_string, parse_mac};
@@ -31,6 +33,7 @@ pub use link::{BridgePortOpts, Link};
 pub use neigh::Neighbour;
 pub use route::RouteSpec;
 pub use rule::RuleSpec;
+pub use stacked::{KindData, LinkDetails};
 
 use crate::netns::Netns;
 use anyhow::Context;
