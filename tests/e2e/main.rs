@@ -28,3 +28,4 @@ mod runtime_bad;
 mod runtime_env;
 mod static_ipam;
 mod tuning;
+mod vm_rig;

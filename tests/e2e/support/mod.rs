@@ -14,6 +14,7 @@
 
 #![allow(dead_code)] // Each helper is used by some test module, not necessarily by all of them.
 
+pub mod bridge_vlan;
 pub mod cni;
 pub mod echo;
 pub mod farm;
