@@ -7,6 +7,7 @@ mod support;
 mod bandwidth;
 mod bridge;
 mod bridge_failures;
+mod bridge_vlan;
 mod chain;
 mod chain_many;
 mod demo;

@@ -165,7 +165,11 @@ report() {
     fi
     if [[ $rc != 0 ]]; then
         say "FAILED: e2e exited $rc inside the VM; failures:"
-        sed -n '/^failures:$/,/^test result:/p' "$job/out.log" | grep -E '^    ' | sed 's/^/vm:  /'
+        # libtest's last "failures:" block lists the names, one per line.
+        awk '/^failures:$/ { n = 0; delete names; inside = 1; next }
+             inside && /^    / { names[++n] = $0; next }
+             { inside = 0 }
+             END { for (i = 1; i <= n; i++) print "vm: " names[i] }' "$job/out.log"
         ok=1
     fi
     return $ok
