@@ -147,8 +147,15 @@ pub(super) fn ensure_vlan_interface(
         trunk: &[],
         preserve_default_vlan,
     };
-    join_bridge(host, br, &pair.host, &opts)?;
-    host.set_up(pair.container.index)
-        .with_context(|| format!("failed to up {name:?}"))?;
+    // A half-made gateway would be reused as it is by the next ADD (found by name), without
+    // its VLAN: remove it again (both ends go with one) when it cannot be finished.
+    let finish = join_bridge(host, br, &pair.host, &opts).and_then(|()| {
+        host.set_up(pair.container.index)
+            .with_context(|| format!("failed to up {name:?}"))
+    });
+    if let Err(e) = finish {
+        let _ = host.delete_link(pair.host.index);
+        return Err(e);
+    }
     Ok(pair.container)
 }
