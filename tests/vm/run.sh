@@ -129,8 +129,8 @@ boot() {
         -device virtio-9p-pci,fsdev=hostfs,mount_tag=host \
         -fsdev "local,id=jobfs,path=$job,security_model=none" \
         -device virtio-9p-pci,fsdev=jobfs,mount_tag=job \
-        -netdev hubport,id=n0,hubid=0 -device e1000,netdev=n0,mac=52:54:00:c0:ff:01 \
-        -netdev hubport,id=n1,hubid=0 -device e1000,netdev=n1,mac=52:54:00:c0:ff:02 \
+        -netdev hubport,id=n0,hubid=0 -device e1000,netdev=n0,mac=52:54:00:c0:ff:01,addr=04 \
+        -netdev hubport,id=n1,hubid=0 -device e1000,netdev=n1,mac=52:54:00:c0:ff:02,addr=05 \
         </dev/null 2>&1 |
         while IFS= read -r line; do
             line=${line%$'\r'}

@@ -20,6 +20,7 @@ pub mod echo;
 pub mod farm;
 pub mod ipam;
 pub mod netns;
+pub mod pci_nic;
 pub mod residue;
 pub mod runtime;
 pub mod tc;
