@@ -159,3 +159,44 @@ pub(super) fn ensure_vlan_interface(
     }
     Ok(pair.container)
 }
+
+/// DEL: removes the `<bridge>.<vlan>` gateway interface once no other port of the bridge
+/// carries `vlan` (USER-ASKS row 11; the reference never removes it). Only a veth whose peer
+/// is a port of the bridge counts as ours; a missing bridge or gateway is success. A
+/// concurrent ADD in the same VLAN has joined its port before it looks for the gateway, so
+/// it is counted; if it found the gateway just before, its ADD fails and is retried.
+pub(super) fn release_vlan_gateway(host: &Handle, bridge: &str, vlan: u16) -> Result<()> {
+    let (Some(br), Some(gw)) = (
+        host.link_by_name(bridge)?,
+        host.link_by_name(&format!("{bridge}.{vlan}"))?,
+    ) else {
+        return Ok(());
+    };
+    let Some(peer) = gw
+        .link
+        .filter(|_| gw.kind == "veth" && gw.link_netnsid.is_none())
+    else {
+        return Ok(());
+    };
+    let ports: Vec<u32> = host
+        .links()?
+        .iter()
+        .filter(|l| l.master == Some(br.index))
+        .map(|l| l.index)
+        .collect();
+    if !ports.contains(&peer) {
+        return Ok(());
+    }
+    let in_use = host
+        .bridge_vlans_by_port()?
+        .iter()
+        .filter(|(port, _)| *port != peer && ports.contains(port))
+        .any(|(_, vlans)| vlans.iter().any(|v| v.vid == vlan));
+    if in_use {
+        return Ok(());
+    }
+    match host.delete_link(gw.index) {
+        Err(e) if netlink::is_not_found(&e) => Ok(()),
+        r => r.with_context(|| format!("failed to remove vlan gateway {:?}", gw.name)),
+    }
+}

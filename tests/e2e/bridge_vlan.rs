@@ -3,7 +3,8 @@
 //! (then every test skips and tests/vm runs them in a VM). `bridge -j vlan show` is the oracle
 //! for the PVID, untagged and trunk VLANs of the host veth and of the bridge itself; real
 //! traffic shows that containers in one VLAN reach each other and none in another, also
-//! through a trunk port carrying tagged frames.
+//! through a trunk port carrying tagged frames; the `<bridge>.<vlan>` gateway goes with the
+//! last port in its VLAN.
 
 use crate::podnet::{
     Attachment, VERSIONS, addresses, check_del_del, check_del_del_in, host_veths, ipam,
@@ -263,7 +264,7 @@ fn containers_reach_their_own_vlan_only_also_through_a_trunk() {
 }
 
 #[test]
-fn the_gateway_of_a_vlan_is_on_its_own_port_in_that_vlan() {
+fn the_gateway_of_a_vlan_is_on_its_own_port_in_that_vlan_and_goes_with_its_last_user() {
     require_vlan_filtering!();
     let host = TestNs::new("brv-gw-host");
     let data = TempDir::new("brv-gw");
@@ -299,10 +300,20 @@ fn the_gateway_of_a_vlan_is_on_its_own_port_in_that_vlan() {
     let b = Member::join(&host, &data, "brv-gw-b", extra);
     assert!(ping(&b.ns, "10.50.0.1", Duration::from_secs(20)));
     assert_eq!(host_veths(&host).len(), 3, "two containers and the gateway");
+    let c20 = Member::join(&host, &data, "brv-gw-c20", json!({"vlan": 20}));
+
+    // DEL removes the gateway with the last port in its VLAN (USER-ASKS row 11), not before;
+    // a port in another VLAN does not keep it.
     a.leave(&host);
+    assert!(host.link("br0.10").is_some(), "b still uses the gateway");
+    assert!(ping(&b.ns, "10.50.0.1", Duration::from_secs(20)));
     b.leave(&host);
     assert!(
-        host.link("br0.10").is_some(),
-        "left in place, as the reference"
+        host.link("br0.10").is_none(),
+        "the last port of VLAN 10 left"
     );
+    assert_eq!(host_veths(&host).len(), 1, "only c20's port is left");
+    c20.leave(&host);
+    assert!(host.link("br0").is_some(), "the bridge is left in place");
+    assert!(reservations(&data, "brvlan").is_empty());
 }
