@@ -6,7 +6,7 @@
 #   tests/vm/run.sh [PREFIX...]     (default: the lines of tests/vm/suites)
 #
 # Each PREFIX selects the e2e tests whose names start with it (`vrf::` is the module vrf, not
-# also `ipvrf::`); they run with --exact.
+# also `ipvrf::`); they run with --exact. `lib:PREFIX` selects the library's unit tests.
 #
 # How: cargo builds the e2e test binary as usual; QEMU (TCG: no nested KVM here) boots the
 # kernel with a tiny initramfs (busybox + the modules of tests/vm/modules, built once per input
@@ -57,13 +57,16 @@ find_kernel() {
     done
 }
 
-# The e2e test binary, built by cargo (with the cni-multi binary it runs).
-build_e2e() {
+# The test binaries, built by cargo: the e2e one (with the cni-multi binary it runs) and the
+# library's unit tests; prints "e2e PATH" and "lib PATH".
+build_tests() {
     local json
-    json=$("${CARGO:-cargo}" test --manifest-path "$repo/Cargo.toml" --test e2e --no-run \
+    json=$("${CARGO:-cargo}" test --manifest-path "$repo/Cargo.toml" --lib --test e2e --no-run \
         --message-format=json-render-diagnostics)
     grep '"kind":\["test"\]' <<<"$json" | grep '"name":"e2e"' |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
+        sed -n 's/.*"executable":"\([^"]*\)".*/e2e \1/p' | tail -1
+    grep '"kind":\["lib"\]' <<<"$json" | grep '"test":true' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/lib \1/p' | tail -1
 }
 
 # The prefixes: the arguments, or the lines of tests/vm/suites (comments and blanks skipped).
@@ -104,16 +107,35 @@ initramfs() {
     echo "$out"
 }
 
-# Writes job.env: what guest.sh runs.
+# Adds a run to the job: binary $2 on the tests named by the prefixes $3... (those of a
+# suites line `lib:PREFIX` for the library's unit tests, which also get --nocapture so their
+# "skipped: ..." lines show); guest.sh runs each job/run-N.* in turn.
+add_run() {
+    local job=$1 bin=$2 kind=$3 filter t n all=() tests=() runs
+    shift 3
+    mapfile -t all < <("$bin" --list 2>/dev/null | sed -n 's/: test$//p')
+    for filter in "$@"; do
+        n=0
+        for t in "${all[@]}"; do
+            [[ $t == "$filter"* ]] && tests+=("$t") && n=$((n + 1))
+        done
+        if ((n == 0)); then
+            say "WARNING: $kind '$filter' names no test (not merged yet?); nothing of it runs"
+        else
+            say "$kind '$filter': $n tests"
+        fi
+    done
+    ((${#tests[@]} > 0)) || return 0
+    runs=$(find "$job" -name 'run-*.bin' | wc -l)
+    echo "$bin" >"$job/run-$runs.bin"
+    printf '%s\n' "${tests[@]}" >"$job/run-$runs.tests"
+    [[ $kind == e2e ]] || echo --nocapture >"$job/run-$runs.args"
+}
+
+# Writes job.env (what guest.sh needs besides the runs) and guest.sh itself.
 write_job() {
-    local job=$1 e2e=$2
-    shift 2
-    {
-        printf 'VM_REPO=%q\nVM_E2E=%q\nVM_CI=%q\n' "$repo" "$e2e" "${CI:-}"
-        printf 'VM_TESTS=('
-        printf '%q ' "$@"
-        printf ')\n'
-    } >"$job/job.env"
+    local job=$1
+    printf 'VM_REPO=%q\nVM_CI=%q\n' "$repo" "${CI:-}" >"$job/job.env"
     cp "$here/guest.sh" "$job/guest.sh"
 }
 
@@ -158,18 +180,17 @@ report() {
     fi
     rc=$(cat "$job/rc")
     grep -E '^test result:' "$job/out.log" | sed 's/^/vm: /' || true
-    if grep -q '^skipped: kernel lacks' "$job/out.log"; then
+    if grep -q 'skipped: kernel lacks' "$job/out.log"; then
         say "FAILED: inside the VM these skipped (add their modules to tests/vm/modules):"
-        grep '^skipped: kernel lacks' "$job/out.log" | sed 's/^/vm:   /'
+        grep -o 'skipped: kernel lacks.*' "$job/out.log" | sed 's/^/vm:   /'
         ok=1
     fi
     if [[ $rc != 0 ]]; then
-        say "FAILED: e2e exited $rc inside the VM; failures:"
-        # libtest's last "failures:" block lists the names, one per line.
-        awk '/^failures:$/ { n = 0; delete names; inside = 1; next }
-             inside && /^    / { names[++n] = $0; next }
-             { inside = 0 }
-             END { for (i = 1; i <= n; i++) print "vm: " names[i] }' "$job/out.log"
+        say "FAILED: the tests exited $rc inside the VM; failures:"
+        # Each run's second "failures:" block lists the names, one per line.
+        awk '/^failures:$/ { inside = 1; next }
+             inside && /^    [^ ]+$/ { print "vm: " $0; next }
+             { inside = 0 }' "$job/out.log" | sort -u
         ok=1
     fi
     return $ok
@@ -177,35 +198,29 @@ report() {
 
 main() {
     command -v "$qemu" >/dev/null || skip "no $qemu (Debian: qemu-system-x86)"
-    local vmlinuz kver e2e filter n t image initrd all tests filters
+    local vmlinuz kver filter kind path image initrd filters
     vmlinuz=$(find_kernel)
     [[ -n $vmlinuz && -r $vmlinuz ]] || skip "no kernel with modules in /boot (Debian: linux-image-amd64)"
     kver=${vmlinuz##*/vmlinuz-}
     [[ -f /lib/modules/$kver/modules.dep ]] || skip "no /lib/modules/$kver for $vmlinuz"
     [[ -x /bin/busybox ]] || skip "no /bin/busybox for the initramfs (Debian: busybox-static)"
     mkdir -p "$cache"
-    e2e=$(build_e2e)
-    [[ -x $e2e ]] || { say "cargo built no e2e test binary" >&2; exit 1; }
+    local -A bin=()
+    while read -r kind path; do bin[$kind]=$path; done < <(build_tests)
+    [[ -x ${bin[e2e]:-} && -x ${bin[lib]:-} ]] || { say "cargo built no test binaries" >&2; exit 1; }
     mapfile -t filters < <(read_filters "$@")
-    mapfile -t all < <("$e2e" --list 2>/dev/null | sed -n 's/: test$//p')
-    tests=()
+    local e2e_filters=() lib_filters=()
     for filter in "${filters[@]}"; do
-        n=0
-        for t in "${all[@]}"; do
-            [[ $t == "$filter"* ]] && tests+=("$t") && n=$((n + 1))
-        done
-        if ((n == 0)); then
-            say "WARNING: '$filter' names no e2e test (not merged yet?); nothing of it runs"
-        else
-            say "'$filter': $n tests"
-        fi
+        if [[ $filter == lib:* ]]; then lib_filters+=("${filter#lib:}"); else e2e_filters+=("$filter"); fi
     done
-    ((${#tests[@]} > 0)) || { say "no e2e test to run in the VM" >&2; exit 1; }
-    image=$(boot_image "$vmlinuz" "$kver")
-    initrd=$(initramfs "$kver")
     job=$(mktemp -d "${TMPDIR:-/tmp}/cni-vm-XXXXXX") # global: the EXIT trap reads it
     [[ -n ${VM_KEEP:-} ]] || trap 'rm -rf "$job"' EXIT
-    write_job "$job" "$e2e" "${tests[@]}"
+    add_run "$job" "${bin[e2e]}" e2e "${e2e_filters[@]}"
+    add_run "$job" "${bin[lib]}" lib "${lib_filters[@]}"
+    [[ -e $job/run-0.bin ]] || { say "no test to run in the VM" >&2; exit 1; }
+    write_job "$job"
+    image=$(boot_image "$vmlinuz" "$kver")
+    initrd=$(initramfs "$kver")
     say "booting $kver ($image) under TCG; job folder $job"
     boot "$image" "$initrd" "$job"
     report "$job"
