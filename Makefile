@@ -31,6 +31,13 @@ test: deps
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "make test must run as root: the e2e tests create network namespaces" >&2; exit 1; fi
 	$(CARGO) test --all-targets
+	$(MAKE) test-vm
+
+# The e2e tests that need a kernel with dummy, 802.1Q, ipvlan, vrf, bonding, bridge VLAN
+# filtering or a PCI NIC, run inside a QEMU VM (tests/vm/run.sh; the list: tests/vm/suites).
+.PHONY: test-vm
+test-vm:
+	CARGO="$(CARGO)" ./tests/vm/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

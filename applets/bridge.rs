@@ -7,9 +7,9 @@
 //! Beyond the reference (USER-ASKS rows 2, 3, 9, 20): DEL releases IPAM first, keeps going
 //! past failures and removes masquerading even when the link is already gone; GC forwards to
 //! IPAM and removes the masquerading of stale attachments; CHECK runs IPAM CHECK only when
-//! there is IPAM (an L2-only bridge passes) and also checks the masquerade rules; the
-//! `<bridge>.<vlan>` gateway interface and the bridge itself are left in place, as in the
-//! reference.
+//! there is IPAM (an L2-only bridge passes) and also checks the masquerade rules; DEL removes
+//! the `<bridge>.<vlan>` gateway interface once no port carries its VLAN (USER-ASKS row 11;
+//! the reference never does). The bridge itself is left in place, as in the reference.
 
 use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
@@ -90,6 +90,14 @@ struct DelConfig {
     ip_masq: bool,
     #[serde(default, rename = "macspoofchk")]
     mac_spoof_chk: bool,
+    #[serde(default = "default_bridge")]
+    bridge: String,
+    #[serde(default)]
+    vlan: i64,
+    #[serde(default)]
+    is_gateway: bool,
+    #[serde(default)]
+    is_default_gateway: bool,
 }
 
 fn default_bridge() -> String {
@@ -189,6 +197,7 @@ impl Plugin for Bridge {
         });
         errors.note(link);
         errors.note(firewall);
+        errors.note(release_vlan_gateway(&conf));
         errors.finish()
     }
 
@@ -220,6 +229,21 @@ impl Plugin for Bridge {
 
     fn status(&self, args: &CmdArgs) -> Result<()> {
         podnet::status(args, &Config::load(args)?.net)
+    }
+}
+
+/// After the port is gone: the `<bridge>.<vlan>` gateway that `isGateway` made goes too once
+/// no port carries its VLAN any more. Not for a bridge name or VLAN that ADD would refuse.
+fn release_vlan_gateway(conf: &DelConfig) -> Result<()> {
+    let gateway = conf.is_gateway || conf.is_default_gateway;
+    let vlan = u16::try_from(conf.vlan)
+        .ok()
+        .filter(|v| (1..=4094).contains(v));
+    match vlan {
+        Some(vlan) if gateway && netlink::kinds::valid_ifname(&conf.bridge) => {
+            port::release_vlan_gateway(&Handle::new()?, &conf.bridge, vlan)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -148,8 +148,56 @@ pub(super) fn ensure_vlan_interface(
         trunk: &[],
         preserve_default_vlan,
     };
-    join_bridge(host, br, &pair.host, &opts)?;
-    host.set_up(pair.container.index)
-        .with_context(|| format!("failed to up {name:?}"))?;
+    // A half-made gateway would be reused as it is by the next ADD (found by name), without
+    // its VLAN: remove it again (both ends go with one) when it cannot be finished.
+    let finish = join_bridge(host, br, &pair.host, &opts).and_then(|()| {
+        host.set_up(pair.container.index)
+            .with_context(|| format!("failed to up {name:?}"))
+    });
+    if let Err(e) = finish {
+        let _ = host.delete_link(pair.host.index);
+        return Err(e);
+    }
     Ok(pair.container)
+}
+
+/// DEL: removes the `<bridge>.<vlan>` gateway interface once no other port of the bridge
+/// carries `vlan` (USER-ASKS row 11; the reference never removes it). Only a veth whose peer
+/// is a port of the bridge counts as ours; a missing bridge or gateway is success. A
+/// concurrent ADD in the same VLAN has joined its port before it looks for the gateway, so
+/// it is counted; if it found the gateway just before, its ADD fails and is retried.
+pub(super) fn release_vlan_gateway(host: &Handle, bridge: &str, vlan: u16) -> Result<()> {
+    let (Some(br), Some(gw)) = (
+        host.link_by_name(bridge)?,
+        host.link_by_name(&format!("{bridge}.{vlan}"))?,
+    ) else {
+        return Ok(());
+    };
+    let Some(peer) = gw
+        .link
+        .filter(|_| gw.kind == "veth" && gw.link_netnsid.is_none())
+    else {
+        return Ok(());
+    };
+    let ports: Vec<u32> = host
+        .links()?
+        .iter()
+        .filter(|l| l.master == Some(br.index))
+        .map(|l| l.index)
+        .collect();
+    if !ports.contains(&peer) {
+        return Ok(());
+    }
+    let in_use = host
+        .bridge_vlans_by_port()?
+        .iter()
+        .filter(|(port, _)| *port != peer && ports.contains(port))
+        .any(|(_, vlans)| vlans.iter().any(|v| v.vid == vlan));
+    if in_use {
+        return Ok(());
+    }
+    match host.delete_link(gw.index) {
+        Err(e) if netlink::is_not_found(&e) => Ok(()),
+        r => r.with_context(|| format!("failed to remove vlan gateway {:?}", gw.name)),
+    }
 }

@@ -139,7 +139,18 @@ impl Handle {
 
     /// The VLANs of bridge port `index` (empty when it has none or is not a port).
     pub fn bridge_vlans(&self, index: u32) -> anyhow::Result<Vec<BridgeVlan>> {
-        // The AF_BRIDGE dump takes no ifindex filter; filter here.
+        Ok(self
+            .bridge_vlans_by_port()?
+            .into_iter()
+            .filter(|(i, _)| *i == index)
+            .flat_map(|(_, v)| v)
+            .collect())
+    }
+
+    /// The VLANs of every bridge port in this netns (of any bridge), by ifindex, from one
+    /// dump (`bridge vlan show`); ports without VLANs may be left out.
+    pub fn bridge_vlans_by_port(&self) -> anyhow::Result<Vec<(u32, Vec<BridgeVlan>)>> {
+        // The AF_BRIDGE dump takes no ifindex filter.
         let req = || {
             Ok(IfinfomsgBuilder::default()
                 .ifi_family(RtAddrFamily::from(AF_BRIDGE))
@@ -150,12 +161,7 @@ impl Handle {
                 )
                 .build()?)
         };
-        let ports = self.dump("dump bridge vlans", Rtm::Getlink, req, parse_port_vlans)?;
-        Ok(ports
-            .into_iter()
-            .filter(|(i, _)| *i == index)
-            .flat_map(|(_, v)| v)
-            .collect())
+        self.dump("dump bridge vlans", Rtm::Getlink, req, parse_port_vlans)
     }
 }
 
@@ -247,6 +253,9 @@ mod tests {
                         .unwrap()
                         .contains(&BridgeVlan::tagged(20))
                 );
+                let all = h.bridge_vlans_by_port().unwrap();
+                let of_port = all.iter().find(|(i, _)| *i == port.index).unwrap();
+                assert!(of_port.1.contains(&BridgeVlan::tagged(20)), "{all:?}");
                 h.bridge_vlan_del(port.index, 20).unwrap();
                 assert!(
                     !h.bridge_vlans(port.index)

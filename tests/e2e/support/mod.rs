@@ -14,12 +14,14 @@
 
 #![allow(dead_code)] // Each helper is used by some test module, not necessarily by all of them.
 
+pub mod bridge_vlan;
 pub mod cni;
 pub mod echo;
 pub mod farm;
 pub mod ipam;
 pub mod lan;
 pub mod netns;
+pub mod pci_nic;
 pub mod residue;
 pub mod runtime;
 pub mod tc;
