@@ -3,6 +3,7 @@
 
 mod bandwidth;
 mod bridge;
+mod firewall;
 mod host_local;
 mod loopback;
 mod net;
@@ -49,6 +50,11 @@ pub static APPLETS: &[Applet] = &[
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "firewall",
+        about: "meta: accepts the container's forwarded traffic (iptables or nftables), admin chain, ingress isolation",
+        run: Run::Plugin(&firewall::Firewall),
     },
     Applet {
         name: "host-local",

@@ -5,6 +5,7 @@
 //! Mirrors the reference's `pkg/ip/ipmasq_*_linux.go`, `pkg/utils/{utils,netfilter}.go`.
 
 pub mod conntrack;
+pub mod firewall;
 pub mod iptables;
 pub mod masq;
 pub mod naming;
