@@ -36,6 +36,7 @@ pub const STAGE1: &str = "CNI-ISOLATION-STAGE-1";
 pub const STAGE2: &str = "CNI-ISOLATION-STAGE-2";
 const RULES_COMMENT: &str = "CNI firewall plugin rules";
 const ADMIN_COMMENT: &str = "CNI firewall plugin admin overrides";
+const POLICY_COMMENT_PREFIX: &str = "CNI firewall plugin rules (ingressPolicy: ";
 const SHARED_POLICY_COMMENT: &str =
     "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)";
 
@@ -111,9 +112,37 @@ pub fn isolation_rules(bridge: &str, isolated: bool) -> Vec<(Rule, bool)> {
     out
 }
 
+/// True when `saved` has `rule`, or the same rule under another ingress policy comment:
+/// reference releases before HEAD wrote the policy's own name (`(ingressPolicy:
+/// same-bridge)`) where HEAD writes `(ingressPolicy: same-bridge|isolated)`.
+fn has_equivalent(saved: &Saved, rule: &Rule) -> bool {
+    if saved.contains(rule) {
+        return true;
+    }
+    let Some(comment) = rule.value_of("--comment") else {
+        return false;
+    };
+    if !comment.starts_with(POLICY_COMMENT_PREFIX) {
+        return false;
+    }
+    let strip = |r: &Rule| -> Vec<String> {
+        r.args
+            .iter()
+            .filter(|a| !a.starts_with(POLICY_COMMENT_PREFIX))
+            .cloned()
+            .collect()
+    };
+    let want = strip(rule);
+    saved.rules_in(&rule.chain).any(|r| {
+        r.value_of("--comment")
+            .is_some_and(|c| c.starts_with(POLICY_COMMENT_PREFIX))
+            && strip(r) == want
+    })
+}
+
 /// Adds `rule` at the top (or the end) unless the snapshot or the change already has it.
 fn ensure(c: &mut Change, saved: &Saved, rule: Rule, prepend: bool) {
-    if saved.contains(&rule) || c.adds(&rule) {
+    if has_equivalent(saved, &rule) || c.adds(&rule) {
         return;
     }
     if prepend {
@@ -184,7 +213,7 @@ pub fn check(ipt: &Iptables, r: &Rules<'_>) -> Result<()> {
         );
     }
     for rule in wanted {
-        if !saved.contains(&rule) {
+        if !has_equivalent(&saved, &rule) {
             bail!("expected rule -A {} {} not found", rule.chain, rule.spec());
         }
     }
@@ -283,6 +312,12 @@ COMMIT\n";
 -A CNI-FORWARD -s 10.0.0.3/32 -j ACCEPT\nCOMMIT\n"
         );
         let del = plan_teardown(&saved, &[r.ips[0], other]);
+        let old_style = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m comment --comment \
+            \"CNI firewall plugin rules (ingressPolicy: same-bridge)\" -j CNI-ISOLATION-STAGE-1\nCOMMIT\n";
+        let old = Saved::parse(old_style, TABLE).unwrap();
+        let (jump, _) = &isolation_rules("cni0", false)[0];
+        assert!(has_equivalent(&old, jump), "v1.1.1's comment counts");
+        assert!(!has_equivalent(&old, &forward_jump()));
         assert_eq!(
             del.render(),
             "*filter\n-D CNI-FORWARD -d 10.0.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
