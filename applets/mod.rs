@@ -9,6 +9,7 @@ mod loopback;
 mod net;
 mod portmap;
 mod ptp;
+mod sbr;
 mod static_ipam;
 mod tuning;
 
@@ -80,6 +81,11 @@ pub static APPLETS: &[Applet] = &[
         name: "ptp",
         about: "a routed point-to-point veth between the container and the host (ipMasq)",
         run: Run::Plugin(&ptp::Ptp),
+    },
+    Applet {
+        name: "sbr",
+        about: "meta: source-based routing, a routing table per container address of the interface",
+        run: Run::Plugin(&sbr::Sbr),
     },
     Applet {
         name: "static",

@@ -27,5 +27,6 @@ mod rig;
 mod runtime;
 mod runtime_bad;
 mod runtime_env;
+mod sbr;
 mod static_ipam;
 mod tuning;
