@@ -6,20 +6,25 @@
 //! `isolated` adds bridge isolation for `prevResult.interfaces[0]`. It passes `prevResult` on.
 //!
 //! `backend`: `iptables` (the reference's rules exactly), `nftables` (ours, in process, table
-//! `inet cni_plugins_firewall`) or unset (nftables when iptables is unusable and nftables
-//! works, else iptables; other values count as unset, as in the reference). `firewalld` is
-//! not available in this build and is refused with code 7.
+//! `inet cni_plugins_firewall`), `firewalld` (the addresses become sources of `firewalldZone`,
+//! default `trusted`, over D-Bus on the system bus: `DBUS_SYSTEM_BUS_ADDRESS` or
+//! `/run/dbus/system_bus_socket`) or unset (firewalld when its bus name has an owner, else
+//! nftables when iptables is unusable and nftables works, else iptables; other values count
+//! as unset, as in the reference).
 //!
-//! Beyond the reference: the isolation rules follow the chosen backend (the reference always
-//! uses iptables); DEL needs no `prevResult` (the addresses are kept in
+//! Beyond the reference: the isolation rules follow the chosen netfilter backend (under
+//! firewalld, the unset choice; the reference always uses iptables); DEL needs no
+//! `prevResult` (the addresses are kept in
 //! `<dataDir>/<network>/<containerID>_<ifname>.json`, `dataDir` defaulting to
 //! `/var/lib/cni/firewall`) and removes the rules from both backends, skipping an unusable one;
 //! GC removes the rules of attachments not in `cni.dev/valid-attachments`; CHECK only reads
 //! (the reference creates the chains).
 
-use crate::error::bad_config;
+use crate::dbus::DEFAULT_SYSTEM_BUS;
+use crate::error::{ErrorList, bad_config};
 use crate::netfilter::firewall::{
-    self, DEFAULT_ADMIN_CHAIN, IngressPolicy, Owner, Rules, host_prefix, iptables, nftables, state,
+    self, DEFAULT_ADMIN_CHAIN, IngressPolicy, Owner, Rules, firewalld, host_prefix, iptables,
+    nftables, state,
 };
 use crate::netfilter::iptables::Iptables;
 use crate::netfilter::{BackendKind, choose_backend};
@@ -34,6 +39,15 @@ use std::path::PathBuf;
 /// The applet.
 pub struct Firewall;
 
+/// Who programs the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// iptables or nftables, in process.
+    Netfilter(BackendKind),
+    /// firewalld over D-Bus.
+    Firewalld,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Config {
@@ -43,6 +57,8 @@ struct Config {
     backend: String,
     #[serde(default)]
     iptables_admin_chain_name: String,
+    #[serde(default)]
+    firewalld_zone: String,
     #[serde(default)]
     ingress_policy: String,
     #[serde(default)]
@@ -64,23 +80,37 @@ impl Config {
         }
     }
 
-    fn backend(&self) -> Result<BackendKind> {
-        match self.backend.as_str() {
-            "iptables" => Ok(BackendKind::Iptables),
-            "nftables" => Ok(BackendKind::Nftables),
-            "firewalld" => Err(bad_config(
-                "the firewalld backend is not available in this build; use iptables or nftables",
-            )),
-            _ => choose_backend(None),
+    fn zone(&self) -> &str {
+        match self.firewalld_zone.as_str() {
+            "" => "trusted",
+            zone => zone,
         }
     }
+
+    fn backend(&self, bus: &str) -> Result<Backend> {
+        Ok(match self.backend.as_str() {
+            "iptables" => Backend::Netfilter(BackendKind::Iptables),
+            "nftables" => Backend::Netfilter(BackendKind::Nftables),
+            "firewalld" => Backend::Firewalld,
+            _ if firewalld::running(bus) => Backend::Firewalld,
+            _ => Backend::Netfilter(choose_backend(None)?),
+        })
+    }
+}
+
+/// The system bus address from the plugin's environment.
+fn bus_address(args: &CmdArgs) -> &str {
+    args.env
+        .get("DBUS_SYSTEM_BUS_ADDRESS")
+        .map_or(DEFAULT_SYSTEM_BUS, String::as_str)
 }
 
 impl Plugin for Firewall {
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf: Config = args.config()?;
         let prev = required_prev(&conf)?;
-        let backend = conf.backend()?;
+        let bus = bus_address(args);
+        let backend = conf.backend(bus)?;
         let rules = rules_of(&conf, args, &prev)?;
         let dir = conf.data_dir();
         let mut rollback = Rollback::new();
@@ -91,7 +121,12 @@ impl Plugin for Firewall {
         rollback.push("firewall rules", || {
             firewall::teardown(&owner_of(&conf, args), &rules.ips)
         });
-        install(backend, &rules)?;
+        if backend == Backend::Firewalld {
+            rollback.push("firewalld sources", || {
+                firewalld::remove(bus, conf.zone(), &rules.ips)
+            });
+        }
+        install(backend, bus, conf.zone(), &rules)?;
         rollback.commit();
         Ok(prev)
     }
@@ -108,15 +143,31 @@ impl Plugin for Firewall {
         }
         ips.sort();
         ips.dedup();
-        firewall::teardown(&owner, &ips)?;
-        state::remove(&dir, &owner)
+        let mut errors = ErrorList::new();
+        errors.note(firewall::teardown(&owner, &ips));
+        errors.note(firewalld::remove(bus_address(args), conf.zone(), &ips));
+        if errors.is_empty() {
+            errors.note(state::remove(&dir, &owner));
+        }
+        errors.finish()
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let conf: Config = args.config()?;
         let prev = required_prev(&conf)?;
         let rules = rules_of(&conf, args, &prev)?;
-        match conf.backend()? {
+        let bus = bus_address(args);
+        let kind = match conf.backend(bus)? {
+            Backend::Firewalld => {
+                firewalld::check(bus, conf.zone(), &rules.ips)?;
+                if rules.isolated_bridge().is_none() {
+                    return Ok(());
+                }
+                choose_backend(None)?
+            }
+            Backend::Netfilter(kind) => kind,
+        };
+        match kind {
             BackendKind::Iptables => {
                 for family in rules.families() {
                     iptables::check(&Iptables::new(family), &rules)?;
@@ -183,8 +234,28 @@ fn bridge_of(prev: &CniResult, policy: IngressPolicy) -> Result<&str> {
     Ok(&first.name)
 }
 
-fn install(backend: BackendKind, rules: &Rules<'_>) -> Result<()> {
-    match backend {
+/// Programs `rules`: firewalld zone sources (then isolation only, with the netfilter backend
+/// the unset choice gives), or all of it with iptables or nftables.
+fn install(backend: Backend, bus: &str, zone: &str, rules: &Rules<'_>) -> Result<()> {
+    let kind = match backend {
+        Backend::Netfilter(kind) => kind,
+        Backend::Firewalld => {
+            firewalld::add(bus, zone, &rules.ips)?;
+            if rules.isolated_bridge().is_none() {
+                return Ok(());
+            }
+            let isolation_only = Rules {
+                ips: Vec::new(),
+                ..rules.clone()
+            };
+            return netfilter_install(choose_backend(None)?, &isolation_only);
+        }
+    };
+    netfilter_install(kind, rules)
+}
+
+fn netfilter_install(kind: BackendKind, rules: &Rules<'_>) -> Result<()> {
+    match kind {
         BackendKind::Iptables => {
             for family in rules.families() {
                 iptables::add(&Iptables::new(family), rules)
@@ -215,11 +286,14 @@ mod tests {
         assert_eq!(c.data_dir(), PathBuf::from("/var/lib/cni/firewall"));
         let c = conf(serde_json::json!({"iptablesAdminChainName": "MINE", "backend": "nftables"}));
         assert_eq!(c.admin_chain(), "MINE");
-        assert_eq!(c.backend().unwrap(), BackendKind::Nftables);
-        let e = conf(serde_json::json!({"backend": "firewalld"}))
-            .backend()
-            .unwrap_err();
-        assert_eq!(crate::error::code_of(&e), 7);
+        let nobus = "unix:path=/nonexistent/bus";
+        assert_eq!(
+            c.backend(nobus).unwrap(),
+            Backend::Netfilter(BackendKind::Nftables)
+        );
+        let f = conf(serde_json::json!({"backend": "firewalld"}));
+        assert_eq!(f.backend(nobus).unwrap(), Backend::Firewalld);
+        assert_eq!(f.zone(), "trusted");
     }
 
     #[test]

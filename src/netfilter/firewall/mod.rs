@@ -7,13 +7,15 @@
 //! Two netfilter backends sit behind [`Rules`]: iptables (the reference's chains, jumps,
 //! comments and per-address rules exactly, one `iptables-restore --noflush` per family under
 //! the portmap lock) and nftables (the same semantics in a table of our own, in process, one
-//! batch per change).
+//! batch per change). The firewalld backend ([`firewalld`]) makes the addresses sources
+//! of a zone over D-Bus.
 //!
 //! Teardown knows what to remove without `prevResult`: nftables rules carry their owner in
 //! their userdata, and the addresses an attachment was given are kept in a small state file
 //! ([`state`]), which iptables needs because its per-address rules carry no owner (they must
 //! stay byte-for-byte the reference's, so that either side's DEL removes the other's rules).
 
+pub mod firewalld;
 pub mod iptables;
 pub mod nftables;
 pub mod state;
