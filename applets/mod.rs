@@ -12,6 +12,7 @@ mod ptp;
 mod sbr;
 mod static_ipam;
 mod tuning;
+mod vrf;
 
 use crate::skel::Plugin;
 use std::ffi::OsString;
@@ -96,6 +97,11 @@ pub static APPLETS: &[Applet] = &[
         name: "tuning",
         about: "meta: sets net.* sysctls, MAC, MTU, promisc, allmulti, txqlen; restores them on DEL",
         run: Run::Plugin(&tuning::Tuning),
+    },
+    Applet {
+        name: "vrf",
+        about: "meta: moves the container interface into a VRF (created on demand) with its routes",
+        run: Run::Plugin(&vrf::VrfPlugin),
     },
 ];
 

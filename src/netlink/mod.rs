@@ -19,6 +19,7 @@ pub mod neigh;
 mod oracle;
 pub mod route;
 pub mod rule;
+pub mod vrf;
 
 pub use addr::Address;
 pub use attr::{mac_string, parse_mac};

@@ -30,3 +30,4 @@ mod runtime_env;
 mod sbr;
 mod static_ipam;
 mod tuning;
+mod vrf;
