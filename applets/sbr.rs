@@ -12,11 +12,13 @@
 //! the interface, and, without `table`, the interface's routes in those rules' tables.
 //! Beyond the reference: DEL succeeds when the netns or the interface is gone (the reference
 //! fails on a missing netns, and its lock may create a file at the netns path); CHECK verifies
-//! the rules are there (the reference's CHECK does nothing).
+//! the rules are there (the reference's CHECK does nothing); a failed ADD removes the rules
+//! and table routes it made and puts back the main-table routes it deleted.
 
 use crate::error::{ErrorList, bad_config};
 use crate::netlink::{Family, Handle, RouteSpec, RuleSpec, is_not_found};
 use crate::netns::Netns;
+use crate::rollback::Rollback;
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, IpConfig, NetConf};
 use anyhow::{Context, Result, bail};
@@ -98,10 +100,15 @@ impl Plugin for Sbr {
         let ns = args.open_netns()?;
         let _lock = lock(&ns)?;
         let nl = Handle::in_netns(&ns)?;
+        let mut rb = Rollback::new();
         match conf.table {
-            Some(t) => add_rules(&nl, &ips, t),
-            None => route_by_source(&nl, &args.ifname, &ips, &gateways, conf.add_source_hints),
+            Some(t) => add_rules(&nl, &ips, t, &mut rb),
+            None => {
+                let hints = conf.add_source_hints;
+                route_by_source(&nl, &args.ifname, &ips, &gateways, hints, &mut rb)
+            }
         }?;
+        rb.commit();
         Ok(prev)
     }
 
@@ -171,11 +178,30 @@ fn source_rule(ip: &IpConfig, table: u32) -> RuleSpec {
     r
 }
 
-fn add_rules(nl: &Handle, ips: &[IpConfig], table: u32) -> Result<()> {
+fn add_rules<'a>(
+    nl: &'a Handle,
+    ips: &[IpConfig],
+    table: u32,
+    rb: &mut Rollback<'a>,
+) -> Result<()> {
     for ip in ips {
-        nl.add_rule(&source_rule(ip, table))
-            .context("failed to add rule")?;
+        add_rule(nl, source_rule(ip, table), rb)?;
     }
+    Ok(())
+}
+
+/// Adds `rule`, undone by the rollback.
+fn add_rule<'a>(nl: &'a Handle, rule: RuleSpec, rb: &mut Rollback<'a>) -> Result<()> {
+    nl.add_rule(&rule).context("failed to add rule")?;
+    rb.push("source rule", move || nl.del_rule(&rule));
+    Ok(())
+}
+
+/// Adds or replaces `route`, deleted by the rollback (it lives in a table of ours).
+fn put_route<'a>(nl: &'a Handle, route: RouteSpec, rb: &mut Rollback<'a>) -> Result<()> {
+    nl.replace_route(&route)
+        .with_context(|| format!("failed to add route {}", route.describe()))?;
+    rb.push("table route", move || nl.del_route(&route));
     Ok(())
 }
 
@@ -204,12 +230,13 @@ fn main_routes(nl: &Handle, index: u32) -> Result<Vec<RouteSpec>> {
     Ok(out)
 }
 
-fn route_by_source(
-    nl: &Handle,
+fn route_by_source<'a>(
+    nl: &'a Handle,
     ifname: &str,
     ips: &[IpConfig],
     gateways: &Gateways,
     hints: bool,
+    rb: &mut Rollback<'a>,
 ) -> Result<()> {
     let used = used_tables(nl)?;
     let link = nl
@@ -218,27 +245,26 @@ fn route_by_source(
     let routes = main_routes(nl, link.index)?;
     let mut table = next_free(&used, FIRST_TABLE);
     for ip in ips {
-        nl.add_rule(&source_rule(ip, table))
-            .context("failed to add rule")?;
+        add_rule(nl, source_rule(ip, table), rb)?;
         if let Some(gw) = gateways.for_addr(ip) {
             let any = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
             let mut r = RouteSpec::new(any.parse().expect("literal"));
             (r.gw, r.oif, r.table) = (Some(gw), Some(link.index), Some(table));
-            nl.add_route(&r)
-                .with_context(|| format!("failed to add default route to {gw}"))?;
+            put_route(nl, r, rb)?;
         }
         for r in routes.iter().filter(|r| belongs_to(r, &ip.address)) {
             let mut copy = r.clone();
             (copy.table, copy.onlink) = (Some(table), false);
-            nl.replace_route(&copy).context("failed to re-add route")?;
+            put_route(nl, copy, rb)?;
         }
         table = next_free(&used, table + 1);
     }
     if hints {
         return source_hints(nl, link.index, ips, &routes);
     }
-    for r in &routes {
-        nl.del_route(r).context("failed to delete route")?;
+    for r in routes {
+        nl.del_route(&r).context("failed to delete route")?;
+        rb.push("main route", move || nl.add_route(&r));
     }
     Ok(())
 }

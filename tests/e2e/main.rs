@@ -11,6 +11,7 @@ mod chain;
 mod chain_many;
 mod demo;
 mod firewall;
+mod firewall_firewalld;
 mod host_local;
 mod host_local_interop;
 mod install_sh;

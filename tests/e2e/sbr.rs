@@ -3,7 +3,7 @@
 //! counters on that link grow, the other link's do not) and replies come back the same way;
 //! traffic from the first address still uses the main table. Rules and tables as `ip` shows
 //! them, `table` and `gateways`, ADD -> CHECK -> DEL -> DEL in every version, DEL when the
-//! netns is gone, bad config.
+//! netns is gone, bad config, a failed ADD undone.
 
 use crate::podnet::{Attachment, VERSIONS, versioned, with_prev};
 use crate::support::traffic::ping;
@@ -226,6 +226,20 @@ fn bad_config() {
     let two_v4 = conf(json!({"gateways": ["10.71.2.1", "10.71.2.3"]}));
     at.run(&pair.host, "ADD", &with_prev(&two_v4, &prev(&pair)))
         .expect_error(7);
+    // A gateway off every subnet: the kernel refuses the default route; ADD undoes itself.
+    let main_before = routes(&pair.container, "-4", "main");
+    let off = with_prev(&conf(json!({"gateways": ["192.0.2.77"]})), &prev(&pair));
+    at.run(&pair.host, "ADD", &off).expect_error(999);
+    assert!(source_rules(&pair.container).is_empty(), "rules undone");
+    assert!(
+        routes(&pair.container, "-4", "100").is_empty(),
+        "table routes undone"
+    );
+    assert_eq!(
+        routes(&pair.container, "-4", "main"),
+        main_before,
+        "main untouched"
+    );
     let mut none = prev(&pair);
     none["ips"] = json!([]);
     at.run(&pair.host, "ADD", &with_prev(&conf(json!({})), &none))
