@@ -19,6 +19,7 @@
 //! declared only when missing (declaring an existing chain flushes it), so the admin chain's
 //! rules are never touched. Teardown deletes only the per-address rules; chains, jumps and
 //! isolation rules stay, as in the reference (the bridge may be shared). CHECK only reads.
+//! Teardown first tries the deletion blind (one exec), reading the table only when it fails.
 
 use super::Rules;
 use crate::netfilter::iptables::{Change, Iptables, Rule, Saved};
@@ -233,12 +234,21 @@ pub fn plan_teardown(saved: &Saved, ips: &[IpNet]) -> Change {
     c
 }
 
-/// Deletes the per-address rules of `ips` (one family); nothing there is success.
+/// Deletes the per-address rules of `ips` (one family); nothing there is success. The usual
+/// case, every rule there, is one restore; only when it fails (a rule is already gone, and a
+/// restore applies all or nothing) is the table read to delete what is left.
 pub fn teardown(ipt: &Iptables, ips: &[IpNet]) -> Result<()> {
     if ips.is_empty() {
         return Ok(());
     }
     let _held = lock::exclusive()?;
+    let mut all = Change::new(TABLE);
+    for rule in ips.iter().flat_map(ip_rules) {
+        all.delete(rule);
+    }
+    if ipt.restore(&all).is_ok() {
+        return Ok(());
+    }
     let saved = ipt.save(TABLE)?;
     ipt.restore(&plan_teardown(&saved, ips))
 }
