@@ -17,7 +17,8 @@
 //! `prevResult` (the addresses are kept in
 //! `<dataDir>/<network>/<containerID>_<ifname>.json`, `dataDir` defaulting to
 //! `/var/lib/cni/firewall`) and removes the rules from both backends, skipping an unusable one;
-//! GC removes the rules of attachments not in `cni.dev/valid-attachments`; CHECK only reads
+//! GC removes the rules (and firewalld sources) of attachments not in
+//! `cni.dev/valid-attachments`; CHECK only reads
 //! (the reference creates the chains).
 
 use crate::dbus::DEFAULT_SYSTEM_BUS;
@@ -183,7 +184,9 @@ impl Plugin for Firewall {
         let Some(valid) = &conf.net.valid_attachments else {
             return Ok(());
         };
-        firewall::gc(&conf.data_dir(), &conf.net.name, valid)
+        let bus = bus_address(args);
+        let firewalld_sources = |ips: &[IpNet]| firewalld::remove(bus, conf.zone(), ips);
+        firewall::gc(&conf.data_dir(), &conf.net.name, valid, &firewalld_sources)
     }
 }
 

@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2154 # $tmp, $farm, $ns, $ref come from run.sh
 # bench/firewall.sh: the firewall section of bench/run.sh (sourced by it; uses its helpers
-# `median_us`, `add_row`, `target`, `ratio`, `ms`, `have_applet`, `have_ref`, `note`, `die`).
+# `rt_times`, `rt_col`, `add_row`, `target`, `ratio`, `ms`, `have_applet`, `have_ref`, `note`, `die`).
 #
 # A network of bridge (host-local, no ipMasq) + firewall, driven by `net add` / `net del` in a
 # throwaway host netns ($ns-fw) against a container netns ($ns-fwctr), as a runtime runs it:
@@ -10,8 +10,9 @@
 #   - ours, bridge + firewall on iptables (one iptables-restore per family per change);
 #   - the reference v1.1.1 pair, bridge + firewall (iptables, one `iptables` exec per rule),
 #     run by the same `net`: target ours on iptables >= 3x faster, ADD and DEL.
-# Each ADD is timed after an untimed DEL and the other way round; BENCH_FW_RUNS runs per
-# median (default 30). Both namespaces are deleted at the end, and by run.sh's cleanup.
+# Rounds (BENCH_FW_RUNS, default 30) run every case's `net add` then its `net del`, all cases
+# in turn, timed with rt_times of bench/runtime.sh. Both namespaces are deleted at the end,
+# and by run.sh's cleanup.
 
 fw_runs=${BENCH_FW_RUNS:-30}
 
@@ -26,22 +27,11 @@ fw_conf() {
     "  \"ranges\": [[{\"subnet\": \"10.97.0.0/24\"}]]}}$fw]}" >"$d/net.d/10-fw.conflist"
 }
 
-# fw_net WHO VERB CNI_PATH: one `net` call as the runtime on the host makes it.
+# fw_net WHO VERB CNI_PATH: one `net` call as the runtime on the host makes it (rt_times runs
+# it inside the host netns).
 fw_net() {
-  printf "nsenter --net=/run/netns/%s env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin %s/net %s benchfw /run/netns/%s --container-id bench-fw --conf-dir %s --cache-dir %s --cni-path %s >/dev/null" \
-    "$ns-fw" "$farm" "$2" "$ns-fwctr" "$tmp/fw-$1/net.d" "$tmp/fw-$1/cache" "$3"
-}
-
-# fw_case WHO BACKEND CNI_PATH: "ADD_US DEL_US".
-fw_case() {
-  local add del a d
-  fw_conf "$1" "$2"
-  add=$(fw_net "$1" add "$3")
-  del=$(fw_net "$1" del "$3")
-  a=$(MEDIAN_RUNS=$fw_runs MEDIAN_WARMUP=2 median_us "$add" "$del")
-  sh -c "$del"
-  d=$(MEDIAN_RUNS=$fw_runs MEDIAN_WARMUP=2 median_us "$del" "$add")
-  echo "$a $d"
+  printf "env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin %s/net %s benchfw /run/netns/%s --container-id bench-fw --conf-dir %s --cache-dir %s --cni-path %s >/dev/null" \
+    "$farm" "$2" "$ns-fwctr" "$tmp/fw-$1/net.d" "$tmp/fw-$1/cache" "$3"
 }
 
 section_firewall() {
@@ -52,30 +42,37 @@ section_firewall() {
   ip netns add "$ns-fw"
   ip netns add "$ns-fwctr"
   ip -n "$ns-fw" link set lo up
-  local alone nft ipt theirs=""
-  alone=($(fw_case ours-alone "" "$farm"))
-  nft=($(fw_case ours-nft nftables "$farm"))
-  ipt=($(fw_case ours-ipt iptables "$farm"))
-  if have_ref bridge && have_ref host-local && have_ref firewall; then
-    theirs=$(fw_case ref iptables "$ref")
+  # Every round runs each case's ADD and then its DEL, all cases in turn, so a change of the
+  # machine's load shifts them alike (rt_times of bench/runtime.sh, in our host netns).
+  local cmds=() who backend path
+  for who in ours-alone:"":"$farm" ours-nft:nftables:"$farm" ours-ipt:iptables:"$farm" ref:iptables:"$ref"; do
+    IFS=: read -r who backend path <<<"$who"
+    [ "$who" != ref ] || { have_ref bridge && have_ref host-local && have_ref firewall; } || continue
+    fw_conf "$who" "$backend"
+    cmds+=("$(fw_net "$who" add "$path")" "$(fw_net "$who" del "$path")")
+  done
+  local table rt_hostns=$ns-fw
+  table=$(rt_times "$fw_runs" "${cmds[@]}")
+  local c=() i
+  for i in $(seq 1 ${#cmds[@]}); do c[i]=$(rt_col "$i" <<<"$table"); done
+  local ra=${c[7]:-} rd=${c[8]:-}
+  add_row "bridge ADD alone (net)" 1 "${c[1]}"
+  add_row "bridge + firewall ADD, nftables (net; reference: iptables)" 1 "${c[3]}" "$ra"
+  add_row "bridge + firewall ADD, iptables (net)" 1 "${c[5]}" "$ra"
+  add_row "bridge DEL alone (net)" 1 "${c[2]}"
+  add_row "bridge + firewall DEL, nftables (net; reference: iptables)" 1 "${c[4]}" "$rd"
+  add_row "bridge + firewall DEL, iptables (net)" 1 "${c[6]}" "$rd"
+  target "bridge + firewall ADD on nftables $(ratio "${c[3]}" "${c[1]}")x of bridge alone (<= 1.3x)" \
+    "$((c[3] * 10 <= c[1] * 13))"
+  target "bridge + firewall DEL on nftables $(ratio "${c[4]}" "${c[2]}")x of bridge alone (<= 1.3x)" \
+    "$((c[4] * 10 <= c[2] * 13))"
+  if [ -n "$ra" ]; then
+    target "bridge + firewall ADD on iptables $(ratio "$ra" "${c[5]}")x faster than the reference pair (>= 3x)" \
+      "$((c[5] * 3 <= ra))"
+    target "bridge + firewall DEL on iptables $(ratio "$rd" "${c[6]}")x faster than the reference pair (>= 3x)" \
+      "$((c[6] * 3 <= rd))"
   fi
-  local r=($theirs)
-  add_row "bridge ADD alone (net)" 1 "${alone[0]}"
-  add_row "bridge + firewall ADD, nftables (net; reference: iptables)" 1 "${nft[0]}" "${r[0]:-}"
-  add_row "bridge + firewall ADD, iptables (net)" 1 "${ipt[0]}" "${r[0]:-}"
-  add_row "bridge DEL alone (net)" 1 "${alone[1]}"
-  add_row "bridge + firewall DEL, nftables (net; reference: iptables)" 1 "${nft[1]}" "${r[1]:-}"
-  add_row "bridge + firewall DEL, iptables (net)" 1 "${ipt[1]}" "${r[1]:-}"
-  target "bridge + firewall ADD on nftables $(ratio "${nft[0]}" "${alone[0]}")x of bridge alone (<= 1.3x)" \
-    "$((nft[0] * 10 <= alone[0] * 13))"
-  target "bridge + firewall DEL on nftables $(ratio "${nft[1]}" "${alone[1]}")x of bridge alone (<= 1.3x)" \
-    "$((nft[1] * 10 <= alone[1] * 13))"
-  if [ -n "$theirs" ]; then
-    target "bridge + firewall ADD on iptables $(ratio "${r[0]}" "${ipt[0]}")x faster than the reference pair (>= 3x)" \
-      "$((ipt[0] * 3 <= r[0]))"
-    target "bridge + firewall DEL on iptables $(ratio "${r[1]}" "${ipt[1]}")x faster than the reference pair (>= 3x)" \
-      "$((ipt[1] * 3 <= r[1]))"
-  fi
+  NOTES+=("" "Firewall: $fw_runs rounds, each running every case's net add and then its net del (medians; bridge without ipMasq, one container)")
   local left
   left=$(ip netns exec "$ns-fw" sh -c 'ip -brief link show type veth; iptables-save -t filter | grep -e "-A CNI-FORWARD -[sd]"; nft list table inet cni_plugins_firewall 2>/dev/null | grep -e saddr -e daddr' || true)
   [ -z "$left" ] || die "firewall: left behind: $left"

@@ -1,7 +1,7 @@
 //! firewall's firewalld backend against a real firewalld on a dbus-daemon of its own, inside
 //! the test's host netns and a private mount namespace: sources in the zone as `dbus-send`
 //! reports them, the container's traffic through firewalld's own rules, the backend chosen
-//! explicitly and by firewalld's bus name having an owner, CHECK, DEL, DEL, and DEL with
+//! explicitly and by firewalld's bus name having an owner, CHECK, DEL, DEL, GC, and DEL with
 //! firewalld gone.
 
 use crate::firewall::{WAIT, fake_prev, fw_conf, per_ip_rules};
@@ -173,19 +173,38 @@ fn firewalld_backend_with_real_firewalld() {
             .expect_error(999);
         bridge.run(host, "DEL", &bconf).ok();
     }
-    // firewalld gone: DEL still succeeds.
-    let at = FwCall(
-        Cni::new(Farm::shared(), "firewall")
-            .container_id("f3")
-            .netns(ctr.path())
-            .ifname("eth0")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus),
-    );
+    // GC removes the sources of attachments not listed; with firewalld gone, DEL succeeds.
+    let call = |cid: &str| {
+        FwCall(
+            Cni::new(Farm::shared(), "firewall")
+                .container_id(cid)
+                .netns(ctr.path())
+                .ifname("eth0")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &bus),
+        )
+    };
     let fw = fw_conf("firewalld", "", &state);
-    at.run(host, "ADD", &with_prev(&fw, &fake_prev(&["10.69.9.9/24"])))
+    call("f3")
+        .run(host, "ADD", &with_prev(&fw, &fake_prev(&["10.69.9.9/24"])))
         .ok();
+    call("f4")
+        .run(host, "ADD", &with_prev(&fw, &fake_prev(&["10.69.9.10/24"])))
+        .ok();
+    let mut gc = fw.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "f3", "ifname": "eth0"}]);
+    call("").run(host, "GC", &gc).ok();
+    assert_eq!(
+        fwd.zone_of("10.69.9.9/32"),
+        "trusted",
+        "a valid attachment stays"
+    );
+    assert_eq!(
+        fwd.zone_of("10.69.9.10/32"),
+        "",
+        "GC removed the stale source"
+    );
     fwd.stop();
-    at.run(host, "DEL", &fw).ok();
+    call("f3").run(host, "DEL", &fw).ok();
 }
 
 /// A firewall call with its own environment.

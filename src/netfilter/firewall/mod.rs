@@ -142,8 +142,14 @@ pub fn teardown(owner: &Owner<'_>, ips: &[IpNet]) -> Result<()> {
 }
 
 /// Removes, in both backends, the rules of attachments to `network` not in `valid`: those
-/// the state files in `data_dir` name, and nftables rules by their owner.
-pub fn gc(data_dir: &std::path::Path, network: &str, valid: &[Attachment]) -> Result<()> {
+/// the state files in `data_dir` name (their addresses also go through `also`, e.g. to
+/// firewalld), and nftables rules by their owner.
+pub fn gc(
+    data_dir: &std::path::Path,
+    network: &str,
+    valid: &[Attachment],
+    also: &dyn Fn(&[IpNet]) -> Result<()>,
+) -> Result<()> {
     let mut errors = ErrorList::new();
     let stale = errors
         .note(state::stale(data_dir, network, valid))
@@ -154,7 +160,7 @@ pub fn gc(data_dir: &std::path::Path, network: &str, valid: &[Attachment]) -> Re
             container_id: &s.container_id,
             ifname: &s.ifname,
         };
-        let done = teardown(&owner, &s.ips);
+        let done = teardown(&owner, &s.ips).and_then(|()| also(&s.ips));
         if done.is_ok() {
             errors.note(state::remove(data_dir, &owner));
         }
