@@ -12,6 +12,7 @@ mod bandwidth;
 mod bridge;
 mod doctor;
 mod dummy;
+mod firewall;
 mod host_device;
 mod host_local;
 mod ipvlan;
@@ -20,10 +21,12 @@ mod macvlan;
 mod net;
 mod portmap;
 mod ptp;
+mod sbr;
 mod static_ipam;
 mod tap;
 mod tuning;
 mod vlan;
+mod vrf;
 
 use crate::skel::Plugin;
 use std::ffi::OsString;
@@ -75,6 +78,11 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Plugin(&dummy::Dummy),
     },
     Applet {
+        name: "firewall",
+        about: "meta: accepts the container's forwarded traffic (iptables or nftables), admin chain, ingress isolation",
+        run: Run::Plugin(&firewall::Firewall),
+    },
+    Applet {
         name: "host-device",
         about: "moves an existing host device (NIC, SR-IOV VF by PCI address, sub-function) into the container",
         run: Run::Plugin(&host_device::HostDevice),
@@ -115,6 +123,11 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Plugin(&ptp::Ptp),
     },
     Applet {
+        name: "sbr",
+        about: "meta: source-based routing, a routing table per container address of the interface",
+        run: Run::Plugin(&sbr::Sbr),
+    },
+    Applet {
         name: "static",
         about: "IPAM: returns fixed addresses, routes and DNS from the config",
         run: Run::Plugin(&static_ipam::Static),
@@ -133,6 +146,11 @@ pub static APPLETS: &[Applet] = &[
         name: "vlan",
         about: "an 802.1Q VLAN link on a host NIC in the container",
         run: Run::Plugin(&vlan::Vlan),
+    },
+    Applet {
+        name: "vrf",
+        about: "meta: moves the container interface into a VRF (created on demand) with its routes",
+        run: Run::Plugin(&vrf::VrfPlugin),
     },
 ];
 

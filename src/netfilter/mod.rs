@@ -6,6 +6,7 @@
 
 pub mod conntrack;
 pub mod describe;
+pub mod firewall;
 pub mod iptables;
 pub mod masq;
 pub mod naming;

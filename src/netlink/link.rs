@@ -134,6 +134,13 @@ fn msg(index: u32) -> IfinfomsgBuilder {
         .ifi_index(index as i32)
 }
 
+/// The `RTM_SETLINK` payload that sets (or, with 0, removes) the master of a link.
+pub(crate) fn master_msg(index: u32, master: u32) -> anyhow::Result<Ifinfomsg> {
+    Ok(msg(index)
+        .rtattrs([attr(Ifla::Master, master)?].into_iter().collect())
+        .build()?)
+}
+
 fn flag_msg(index: u32, flag: Iff, on: bool) -> anyhow::Result<Ifinfomsg> {
     let flags = if on { flag } else { Iff::empty() };
     Ok(msg(index).ifi_flags(flags).ifi_change(flag).build()?)
@@ -216,16 +223,13 @@ impl Handle {
     /// Enslaves the link to `master` (a bridge, a VRF, a bond).
     pub fn set_master(&self, index: u32, master: u32) -> anyhow::Result<()> {
         let op = format!("set master ifindex {master} on ifindex {index}");
-        self.setlink(&op, index, vec![attr(Ifla::Master, master)?])
+        self.request(&op, Rtm::Setlink, NlmF::empty(), master_msg(index, master)?)
     }
 
     /// Releases the link from its master.
     pub fn set_nomaster(&self, index: u32) -> anyhow::Result<()> {
-        self.setlink(
-            &format!("remove master of ifindex {index}"),
-            index,
-            vec![attr(Ifla::Master, 0u32)?],
-        )
+        let op = format!("remove master of ifindex {index}");
+        self.request(&op, Rtm::Setlink, NlmF::empty(), master_msg(index, 0)?)
     }
 
     /// Renames the link (it must be down).

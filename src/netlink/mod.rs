@@ -22,6 +22,7 @@ pub mod probe;
 pub mod route;
 pub mod rule;
 pub mod stacked;
+pub mod vrf;
 
 pub use addr::Address;
 pub use attr::{mac_string, parse_mac};

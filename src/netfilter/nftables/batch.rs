@@ -250,6 +250,18 @@ impl Batch {
         );
     }
 
+    /// `insert rule`: puts `exprs` first in `chain` (no position given, no APPEND flag).
+    pub fn prepend_rule(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: Option<&str>) {
+        let mut a = Attrs::new();
+        a.str(1, &t.name).str(2, chain);
+        a.nest(4, |l| encode_list(exprs, l));
+        if let Some(c) = comment {
+            a.bytes(7, &comment_udata(c));
+        }
+        let what = format!("insert rule {} {chain}", t.name);
+        self.push(msg::NEWRULE, flags::CREATE, t.family, a, what);
+    }
+
     /// `delete rule ... handle <h>`.
     pub fn delete_rule(&mut self, t: &Table, chain: &str, handle: u64) {
         let mut a = Attrs::new();

@@ -262,6 +262,40 @@ pub fn matched_iifname(exprs: &[DecodedExpr]) -> Option<String> {
     })
 }
 
+/// `NFT_META_OIFNAME`.
+pub const META_OIFNAME: u32 = 7;
+/// `NFT_CT_STATE`.
+pub const CT_STATE: u32 = 0;
+/// `ct state` bit of an established connection (`NF_CT_STATE_BIT(IP_CT_ESTABLISHED)`).
+pub const CT_STATE_ESTABLISHED: u32 = 1 << 1;
+/// `ct state` bit of a related connection (`NF_CT_STATE_BIT(IP_CT_RELATED)`).
+pub const CT_STATE_RELATED: u32 = 1 << 2;
+
+/// `ct load <key> => reg <dreg>`.
+pub fn ct(key: u32, dreg: u32) -> Expr {
+    Expr::new("ct", |a| {
+        a.be32(1, dreg).be32(2, key);
+    })
+}
+
+/// `ct state <bits>` as nft encodes `ct state established,related`: load, mask, compare
+/// with zero for inequality. The state is a host-order u32 in the register.
+pub fn ct_state_match(bits: u32) -> Vec<Expr> {
+    vec![
+        ct(CT_STATE, REG_1),
+        bitwise(REG_1, REG_1, &bits.to_ne_bytes(), &[0; 4]),
+        cmp(CmpOp::Neq, REG_1, &[0; 4]),
+    ]
+}
+
+/// `oifname [!=] "<name>"`, the whole `IFNAMSIZ` name like [`iifname_match`].
+pub fn oifname_match(op: CmpOp, name: &str) -> Vec<Expr> {
+    let mut padded = [0u8; 16];
+    let n = name.len().min(15);
+    padded[..n].copy_from_slice(&name.as_bytes()[..n]);
+    vec![meta(META_OIFNAME, REG_1), cmp(op, REG_1, &padded)]
+}
+
 /// An expression read back from the kernel: its name and its data attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedExpr {
