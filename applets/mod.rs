@@ -3,6 +3,7 @@
 
 mod bandwidth;
 mod bridge;
+mod flannel;
 mod host_local;
 mod loopback;
 mod net;
@@ -49,6 +50,11 @@ pub static APPLETS: &[Applet] = &[
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "flannel",
+        about: "meta: turns flanneld's subnet.env into a bridge + host-local config and delegates to it",
+        run: Run::Plugin(&flannel::Flannel),
     },
     Applet {
         name: "host-local",
