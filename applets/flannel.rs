@@ -226,9 +226,7 @@ pub fn parse_subnet_env(text: &str) -> Result<SubnetEnv, String> {
                 se.ipv6_networks = parse_networks(value).map_err(|e| bad(&e))?
             }
             "FLANNEL_SUBNET" => se.subnet = Some(parse_cidr(value).map_err(|e| bad(&e))?),
-            "FLANNEL_IPV6_SUBNET" => {
-                se.ipv6_subnet = Some(parse_cidr(value).map_err(|e| bad(&e))?)
-            }
+            "FLANNEL_IPV6_SUBNET" => se.ipv6_subnet = Some(parse_cidr(value).map_err(|e| bad(&e))?),
             "FLANNEL_MTU" => se.mtu = Some(value.parse().map_err(|e| bad(&e))?),
             "FLANNEL_IPMASQ" => se.ipmasq = Some(value == "true"),
             _ => {}

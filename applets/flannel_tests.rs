@@ -56,8 +56,14 @@ fn user_delegate_and_ipam_win_where_upstreams_do() {
     }));
     let d = build_delegate(&c, &env).unwrap();
     assert_eq!(d["mtu"], 1400);
-    assert_eq!(d["ipMasq"], true, "flanneld does not masquerade: the bridge must");
-    assert_eq!((&d["hairpinMode"], &d["isGateway"]), (&json!(true), &json!(true)));
+    assert_eq!(
+        d["ipMasq"], true,
+        "flanneld does not masquerade: the bridge must"
+    );
+    assert_eq!(
+        (&d["hairpinMode"], &d["isGateway"]),
+        (&json!(true), &json!(true))
+    );
     assert_eq!(d["runtimeConfig"], json!({"portMappings": []}));
     assert_eq!(d["ipam"]["dataDir"], "/x");
     assert_eq!(
