@@ -3,6 +3,7 @@
 
 mod bandwidth;
 mod bridge;
+mod cluster_ipam;
 mod flannel;
 mod host_local;
 mod loopback;
@@ -45,6 +46,11 @@ pub static APPLETS: &[Applet] = &[
         name: "bridge",
         about: "attaches the container to a host bridge through a veth pair (gateway, ipMasq, VLANs, spoof check)",
         run: Run::Plugin(&bridge::Bridge),
+    },
+    Applet {
+        name: "cluster-ipam",
+        about: "IPAM: one pool for a whole cluster kept in etcd v3 (compare-and-create per address, TLS, failover)",
+        run: Run::Plugin(&cluster_ipam::ClusterIpam),
     },
     Applet {
         name: "cnitool",

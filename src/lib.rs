@@ -5,6 +5,7 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod etcd;
 pub mod exec;
 pub mod ipam;
 pub mod netfilter;
