@@ -23,9 +23,11 @@ ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_chain section_runtime)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_chain section_runtime section_flannel section_etcd_ipam)
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
+# shellcheck source=bench/cluster.sh
+. "$top/bench/cluster.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -36,6 +38,7 @@ cleanup() {
   ip netns delete "$ns-host" 2>/dev/null || true
   ip netns delete "$ns-chain" 2>/dev/null || true
   ip netns delete "$ns-chainctr" 2>/dev/null || true
+  cluster_cleanup
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 
