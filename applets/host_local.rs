@@ -2,14 +2,17 @@
 //! records each reservation as a file under `dataDir`, compatible with the reference's
 //! `plugins/ipam/host-local` (FEATURES.md 6.10). Run with the full network config of the
 //! plugin that delegates to it (FEATURES.md 1.7). Beyond the reference: GC releases every
-//! reservation not in `cni.dev/valid-attachments` (nothing without that key), STATUS reports an exhausted range set with
+//! reservation not in `cni.dev/valid-attachments` (nothing without that key), `ipam.exclude`
+//! lists CIDRs never handed out (USER-ASKS row 19), STATUS reports an exhausted range set with
 //! code 50 (USER-ASKS rows 2, 3), CHECK also compares the reservations with `prevResult`, a
 //! repeated ADD returns the addresses already held, and DEL reads only the network name and
 //! `dataDir` (ranges given only through `ipRanges` are often absent from DEL).
 
+use crate::error::bad_config;
 use crate::error::{CniError, code};
 use crate::ipam::allocator::{allocate, free_addresses, release, release_all_but};
-use crate::ipam::config::{HostLocalConfig, data_dir, read_resolv_conf};
+use crate::ipam::config::{HostLocalConfig, data_dir, ipam_section, read_resolv_conf};
+use crate::ipam::exclude::{Exclude, Excluding};
 use crate::ipam::{DiskStore, RangeSet, Store};
 use crate::keys::{Key, key};
 use crate::skel::{CmdArgs, Plugin};
@@ -53,7 +56,17 @@ impl Plugin for HostLocal {
             Some(path) => read_resolv_conf(path)?,
             None => Dns::default(),
         };
-        let mut store = DiskStore::open(&conf.data_dir, &conf.name)?;
+        let exclude = exclude_of(args)?;
+        if let Some(ip) = requested.iter().flatten().find(|ip| exclude.contains(**ip)) {
+            return Err(bad_config(format!(
+                "requested IP address {ip} is excluded (ipam.exclude)"
+            )));
+        }
+        let mut disk = DiskStore::open(&conf.data_dir, &conf.name)?;
+        let mut store = Excluding {
+            inner: &mut disk,
+            exclude: &exclude,
+        };
         let ips = allocate(
             &mut store,
             &conf.range_sets,
@@ -113,6 +126,7 @@ impl Plugin for HostLocal {
 
     fn status(&self, args: &CmdArgs) -> anyhow::Result<()> {
         let (conf, _) = load(args)?;
+        let exclude = exclude_of(args)?;
         let reservations = match DiskStore::open_existing(&conf.data_dir, &conf.name)? {
             Some(store) => store.list()?,
             None => Vec::new(),
@@ -121,7 +135,9 @@ impl Plugin for HostLocal {
             .range_sets
             .iter()
             .zip(&conf.set_labels)
-            .filter(|(set, _)| free_addresses(set, &reservations) == 0)
+            .filter(|(set, _)| {
+                free_addresses(set, &reservations).saturating_sub(exclude.count_in(set)) == 0
+            })
             .map(|(set, label)| format!("{label} ({set})"))
             .collect();
         if exhausted.is_empty() {
@@ -143,6 +159,12 @@ fn load(args: &CmdArgs) -> anyhow::Result<(HostLocalConfig, NetConf)> {
     let conf: Conf = args.config()?;
     let hl = HostLocalConfig::load(&conf.net, &args.args)?;
     Ok((hl, conf.net))
+}
+
+/// `ipam.exclude`: CIDRs never handed out (beyond the reference; USER-ASKS row 19).
+fn exclude_of(args: &CmdArgs) -> anyhow::Result<Exclude> {
+    let conf: Conf = args.config()?;
+    Exclude::parse(ipam_section(&conf.net)?.get("exclude"), "ipam.exclude")
 }
 
 /// CHECK against `prevResult`: within the configured range sets, the addresses it lists and

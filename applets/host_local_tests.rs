@@ -445,3 +445,28 @@ fn lock_excludes_the_reference_plugin() {
     assert!(status.success());
     assert!(tmp.path().join("hlnet/10.20.0.2").exists());
 }
+
+#[test]
+fn exclude_is_never_handed_out() {
+    let tmp = TempDir::new("hl-exclude");
+    let c = conf(
+        tmp.path(),
+        json!({"ranges": [[{"subnet": "10.19.0.0/29"}]], "exclude": ["10.19.0.2/31", "10.19.0.6"]}),
+    );
+    let a = add(&c, "c1", "eth0").unwrap();
+    assert_eq!(a[0].address.to_string(), "10.19.0.4/29");
+    assert_eq!(via_skel("STATUS", &c, "", ""), (0, String::new()));
+    let b = add(&c, "c2", "eth0").unwrap();
+    assert_eq!(b[0].address.to_string(), "10.19.0.5/29");
+    assert!(add(&c, "c3", "eth0").is_err(), ".2, .3 and .6 are excluded");
+    let (rc, out) = via_skel("STATUS", &c, "", "");
+    assert_eq!(rc, 1);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["code"], 50);
+    let e = HostLocal
+        .add(&cmd(Command::Add, &c, "c4", "eth0", "IP=10.19.0.3"))
+        .unwrap_err();
+    assert_eq!(code_of(&e), 7);
+    let mut bad = c.clone();
+    bad["ipam"]["exclude"] = json!(["nope"]);
+    assert_eq!(code_of(&add(&bad, "c5", "eth0").unwrap_err()), 7);
+}

@@ -10,9 +10,11 @@
 
 mod bandwidth;
 mod bridge;
+mod cluster_ipam;
 mod doctor;
 mod dummy;
 mod firewall;
+mod flannel;
 mod host_device;
 mod host_local;
 mod ipvlan;
@@ -63,6 +65,11 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Plugin(&bridge::Bridge),
     },
     Applet {
+        name: "cluster-ipam",
+        about: "IPAM: one pool for a whole cluster kept in etcd v3 (compare-and-create per address, TLS, failover)",
+        run: Run::Plugin(&cluster_ipam::ClusterIpam),
+    },
+    Applet {
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
@@ -81,6 +88,11 @@ pub static APPLETS: &[Applet] = &[
         name: "firewall",
         about: "meta: accepts the container's forwarded traffic (iptables or nftables), admin chain, ingress isolation",
         run: Run::Plugin(&firewall::Firewall),
+    },
+    Applet {
+        name: "flannel",
+        about: "meta: turns flanneld's subnet.env into a bridge + host-local config and delegates to it",
+        run: Run::Plugin(&flannel::Flannel),
     },
     Applet {
         name: "host-device",

@@ -23,13 +23,15 @@ ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_bridge section_macvlan section_portmap section_chain section_runtime section_firewall)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_macvlan section_portmap section_chain section_runtime section_firewall section_flannel section_etcd_ipam)
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
 # shellcheck source=bench/l2.sh
 . "$top/bench/l2.sh"
 # shellcheck source=bench/firewall.sh
 . "$top/bench/firewall.sh"
+# shellcheck source=bench/cluster.sh
+. "$top/bench/cluster.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -44,6 +46,7 @@ cleanup() {
   ip netns delete "$ns-mvctr" 2>/dev/null || true
   ip netns delete "$ns-fw" 2>/dev/null || true
   ip netns delete "$ns-fwctr" 2>/dev/null || true
+  cluster_cleanup
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 

@@ -7,6 +7,7 @@ pub mod dbus;
 pub mod dispatch;
 pub mod doctor;
 pub mod error;
+pub mod etcd;
 pub mod exec;
 pub mod ipam;
 pub mod keys;

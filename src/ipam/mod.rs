@@ -6,6 +6,8 @@ pub mod allocator;
 pub mod config;
 pub mod configure;
 pub mod disk;
+pub mod etcd;
+pub mod exclude;
 pub mod range;
 pub mod store;
 
