@@ -67,6 +67,7 @@ fn spec_for(nl: &Handle, kind: &str) -> anyhow::Result<Option<LinkSpec>> {
         },
         "macvlan" => LinkKind::Macvlan {
             mode: MacvlanMode::Bridge,
+            bc_queue_len: None,
         },
         "ipvlan" => LinkKind::Ipvlan {
             mode: IpvlanMode::L2,
