@@ -5,6 +5,7 @@ mod bandwidth;
 mod bridge;
 mod host_local;
 mod loopback;
+mod multi;
 mod net;
 mod portmap;
 mod ptp;
@@ -59,6 +60,11 @@ pub static APPLETS: &[Applet] = &[
         name: "loopback",
         about: "brings lo up in the container netns",
         run: Run::Plugin(&loopback::Loopback),
+    },
+    Applet {
+        name: "multi",
+        about: "meta: several interfaces per pod from one config, each attachment its own plugin list",
+        run: Run::Plugin(&multi::Multi),
     },
     Applet {
         name: "net",

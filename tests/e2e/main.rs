@@ -17,6 +17,7 @@ mod interop;
 mod ipam_delegate;
 mod loopback;
 mod masq_traffic;
+mod multi;
 mod podman;
 mod podnet;
 mod podnet_failures;
