@@ -23,9 +23,11 @@ ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_chain section_runtime)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_chain section_runtime section_multi)
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
+# shellcheck source=bench/multi.sh
+. "$top/bench/multi.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
