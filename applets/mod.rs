@@ -3,14 +3,18 @@
 
 mod bandwidth;
 mod bridge;
+mod dummy;
 mod host_local;
+mod ipvlan;
 mod loopback;
+mod macvlan;
 mod multi;
 mod net;
 mod portmap;
 mod ptp;
 mod static_ipam;
 mod tuning;
+mod vlan;
 
 use crate::skel::Plugin;
 use std::ffi::OsString;
@@ -52,14 +56,29 @@ pub static APPLETS: &[Applet] = &[
         run: Run::Tool(net::cnitool_main),
     },
     Applet {
+        name: "dummy",
+        about: "a dummy link in the container holding IPAM's addresses",
+        run: Run::Plugin(&dummy::Dummy),
+    },
+    Applet {
         name: "host-local",
         about: "IPAM: allocates addresses from local ranges, reservations kept as files",
         run: Run::Plugin(&host_local::HostLocal),
     },
     Applet {
+        name: "ipvlan",
+        about: "an ipvlan link on a host NIC (l2, l3, l3s; chained master from prevResult)",
+        run: Run::Plugin(&ipvlan::Ipvlan),
+    },
+    Applet {
         name: "loopback",
         about: "brings lo up in the container netns",
         run: Run::Plugin(&loopback::Loopback),
+    },
+    Applet {
+        name: "macvlan",
+        about: "a macvlan link on a host NIC: the container gets its own MAC on the LAN (IPAM optional)",
+        run: Run::Plugin(&macvlan::Macvlan),
     },
     Applet {
         name: "multi",
@@ -90,6 +109,11 @@ pub static APPLETS: &[Applet] = &[
         name: "tuning",
         about: "meta: sets net.* sysctls, MAC, MTU, promisc, allmulti, txqlen; restores them on DEL",
         run: Run::Plugin(&tuning::Tuning),
+    },
+    Applet {
+        name: "vlan",
+        about: "an 802.1Q VLAN link on a host NIC in the container",
+        run: Run::Plugin(&vlan::Vlan),
     },
 ];
 

@@ -23,11 +23,13 @@ ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_chain section_runtime section_multi)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_portmap section_chain section_macvlan section_runtime section_multi)
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
 # shellcheck source=bench/multi.sh
 . "$top/bench/multi.sh"
+# shellcheck source=bench/l2.sh
+. "$top/bench/l2.sh"
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -38,6 +40,8 @@ cleanup() {
   ip netns delete "$ns-host" 2>/dev/null || true
   ip netns delete "$ns-chain" 2>/dev/null || true
   ip netns delete "$ns-chainctr" 2>/dev/null || true
+  ip netns delete "$ns-mvhost" 2>/dev/null || true
+  ip netns delete "$ns-mvctr" 2>/dev/null || true
   [ -z "$tmp" ] || rm -rf "$tmp"
 }
 

@@ -152,6 +152,9 @@ pub enum LinkKind {
     Macvlan {
         /// Mode.
         mode: MacvlanMode,
+        /// Broadcast queue length (`IFLA_MACVLAN_BC_QUEUE_LEN`, kernel 5.11+); `None` leaves
+        /// the kernel default.
+        bc_queue_len: Option<u32>,
     },
     /// An ipvlan on [`LinkSpec::parent`].
     Ipvlan {
@@ -162,7 +165,7 @@ pub enum LinkKind {
     },
     /// An 802.1Q VLAN on [`LinkSpec::parent`].
     Vlan {
-        /// VLAN id (1-4094).
+        /// VLAN id (0-4094; 0 carries priority-tagged frames).
         id: u16,
     },
     /// A VXLAN tunnel endpoint.
@@ -202,6 +205,7 @@ const IFLA_BR_VLAN_FILTERING: u16 = 7;
 const IFLA_BR_MCAST_SNOOPING: u16 = 23;
 const IFLA_BR_VLAN_DEFAULT_PVID: u16 = 39;
 const IFLA_MACVLAN_MODE: u16 = 1;
+const IFLA_MACVLAN_BC_QUEUE_LEN: u16 = 7;
 const IFLA_IPVLAN_MODE: u16 = 1;
 const IFLA_IPVLAN_FLAGS: u16 = 2;
 const IFLA_VLAN_ID: u16 = 1;
@@ -247,7 +251,13 @@ impl LinkKind {
                 vlan_default_pvid,
                 mcast_snooping,
             } => bridge_data(*vlan_filtering, *vlan_default_pvid, *mcast_snooping)?,
-            LinkKind::Macvlan { mode } => vec![attr(IFLA_MACVLAN_MODE, *mode as u32)?],
+            LinkKind::Macvlan { mode, bc_queue_len } => {
+                let mut data = vec![attr(IFLA_MACVLAN_MODE, *mode as u32)?];
+                if let Some(len) = bc_queue_len {
+                    data.push(attr(IFLA_MACVLAN_BC_QUEUE_LEN, *len)?);
+                }
+                data
+            }
             LinkKind::Ipvlan { mode, flags } => {
                 vec![
                     attr(IFLA_IPVLAN_MODE, *mode as u16)?,
@@ -331,10 +341,9 @@ fn bridge_data(
 }
 
 fn vlan_data(id: u16) -> anyhow::Result<Vec<Attr<u16>>> {
-    ensure!(
-        (1..=4094).contains(&id),
-        "invalid VLAN id {id} (must be 1-4094)"
-    );
+    // The kernel takes 0 (priority tagging only, as the reference's vlan plugin allows) and
+    // refuses 4095 (VLAN_VID_MASK, reserved).
+    ensure!(id <= 4094, "invalid VLAN id {id} (must be 0-4094)");
     Ok(vec![attr(IFLA_VLAN_ID, id)?])
 }
 

@@ -48,7 +48,11 @@ fn vlan_8021q_id() {
         LinkKind::Vlan { id: 100 }.linkinfo_bytes().unwrap(),
         expected
     );
-    assert!(LinkKind::Vlan { id: 0 }.linkinfo_bytes().is_err());
+    // 0 (priority tagging) is valid, 4095 is reserved.
+    assert_eq!(
+        &LinkKind::Vlan { id: 0 }.linkinfo_bytes().unwrap()[16..],
+        [6, 0, 1, 0, 0, 0, 0, 0]
+    );
     assert!(LinkKind::Vlan { id: 4095 }.linkinfo_bytes().is_err());
 }
 
@@ -118,6 +122,7 @@ fn macvlan_mode() {
     ];
     let kind = LinkKind::Macvlan {
         mode: MacvlanMode::from_name("bridge").unwrap(),
+        bc_queue_len: None,
     };
     assert_eq!(kind.linkinfo_bytes().unwrap(), expected);
     assert_eq!(
@@ -125,6 +130,21 @@ fn macvlan_mode() {
         Some(MacvlanMode::Passthru)
     );
     assert_eq!(MacvlanMode::from_name("nope"), None);
+}
+
+#[test]
+fn macvlan_broadcast_queue_length() {
+    let kind = LinkKind::Macvlan {
+        mode: MacvlanMode::Private,
+        bc_queue_len: Some(2000),
+    };
+    let mut expected = kind_attr("macvlan");
+    expected.extend([
+        20, 0, 2, 0, // IFLA_INFO_DATA, len 4 + 8 + 8
+        8, 0, 1, 0, 1, 0, 0, 0, // IFLA_MACVLAN_MODE u32 1 (private)
+        8, 0, 7, 0, 0xd0, 0x07, 0, 0, // IFLA_MACVLAN_BC_QUEUE_LEN u32 2000
+    ]);
+    assert_eq!(kind.linkinfo_bytes().unwrap(), expected);
 }
 
 #[test]
@@ -264,6 +284,7 @@ fn newlink_into_netns_with_master_mac_txqlen() {
             "mv0",
             LinkKind::Macvlan {
                 mode: MacvlanMode::Private,
+                bc_queue_len: None,
             },
         )
     };
@@ -301,6 +322,7 @@ fn every_kind_frames_its_linkinfo_last() {
         },
         LinkKind::Macvlan {
             mode: MacvlanMode::Vepa,
+            bc_queue_len: None,
         },
         LinkKind::Bridge {
             vlan_filtering: None,

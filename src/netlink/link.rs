@@ -74,7 +74,7 @@ pub struct BridgePortOpts {
     pub isolated: Option<bool>,
 }
 
-fn parse_link(b: &[u8]) -> anyhow::Result<Link> {
+pub(super) fn parse_link(b: &[u8]) -> anyhow::Result<Link> {
     let m: Ifinfomsg = parse(b)?;
     let mut l = Link {
         index: *m.ifi_index() as u32,

@@ -374,6 +374,7 @@ fn macvlan_straight_into_another_netns() {
             "net1",
             LinkKind::Macvlan {
                 mode: MacvlanMode::Bridge,
+                bc_queue_len: None,
             },
         )
     };

@@ -19,6 +19,7 @@ pub mod neigh;
 mod oracle;
 pub mod route;
 pub mod rule;
+pub mod stacked;
 
 pub use addr::Address;
 pub use attr::{mac_string, parse_mac};
@@ -30,6 +31,7 @@ pub use link::{BridgePortOpts, Link};
 pub use neigh::Neighbour;
 pub use route::RouteSpec;
 pub use rule::RuleSpec;
+pub use stacked::{KindData, LinkDetails};
 
 use crate::netns::Netns;
 use anyhow::Context;

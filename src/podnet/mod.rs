@@ -8,6 +8,7 @@
 //! and GC cleans up IPAM and masquerading.
 
 pub mod check;
+pub mod stacked;
 
 use crate::error::{ErrorList, bad_config};
 use crate::exec::{delegate, delegate_add};

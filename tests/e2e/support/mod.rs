@@ -18,6 +18,7 @@ pub mod cni;
 pub mod echo;
 pub mod farm;
 pub mod ipam;
+pub mod lan;
 pub mod netns;
 pub mod residue;
 pub mod runtime;

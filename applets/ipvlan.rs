@@ -1,0 +1,197 @@
+//! `ipvlan`: the container shares the master's MAC and gets its own addresses on it: an
+//! ipvlan link created under a temporary name straight in the container netns and renamed to
+//! `CNI_IFNAME`. Mirrors the reference ipvlan plugin (FEATURES.md 6.4): keys `master`
+//! (config, else chained: the `prevResult` interface, else the default route's interface),
+//! `mode` (l2, l3, l3s), `mtu`, `linkInContainer`, `ipam` (optional when `prevResult` already
+//! carries addresses, which are then applied); result interfaces replaced by `[ipvlan]`, the
+//! config's DNS only; `arp_notify` and `ndisc_notify` set.
+//!
+//! Beyond the reference: the kernel's flags `flag` = bridge (default), private or vepa;
+//! `mtu` bounded by the master's as for macvlan and vlan (a config error, code 7, instead of
+//! the kernel's EINVAL); DEL reads only the raw config, so it needs neither the master, nor a
+//! default route, nor `prevResult` (the reference fails without them), releases IPAM first and
+//! treats a missing netns or link as done; GC is forwarded to IPAM.
+
+use crate::error::bad_config;
+use crate::exec::delegate;
+use crate::netlink::{Handle, IpvlanFlag, IpvlanMode, KindData, Link, LinkKind, LinkSpec};
+use crate::netns::Netns;
+use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
+use crate::podnet::{self, check};
+use crate::rollback::Rollback;
+use crate::skel::{CmdArgs, Command, Plugin};
+use crate::types::{CniResult, NetConf};
+use anyhow::{Result, bail};
+use serde::Deserialize;
+
+/// The applet.
+pub struct Ipvlan;
+
+/// The ipvlan plugin's configuration.
+#[derive(Debug, Deserialize)]
+struct Config {
+    #[serde(flatten)]
+    net: NetConf,
+    #[serde(flatten)]
+    lower: LowerConf,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    flag: String,
+}
+
+/// What DEL reads: nothing that needs the master, a default route or `prevResult`.
+#[derive(Debug, Deserialize)]
+struct DelConfig {
+    #[serde(flatten)]
+    net: NetConf,
+}
+
+impl Plugin for Ipvlan {
+    fn add(&self, args: &CmdArgs) -> Result<CniResult> {
+        let conf = Config::load(args)?;
+        let prev = conf.net.prev_result()?;
+        let addressing = conf.addressing(prev.clone())?;
+        let ns = args.open_netns()?;
+        let (host, cont) = (Handle::new()?, Handle::in_netns(&ns)?);
+        let sides = Sides {
+            host: &host,
+            cont: &cont,
+            ns: &ns,
+        };
+        let master =
+            stacked::find_master(&conf.lower, prev.as_ref(), args, sides.lower(&conf.lower))?;
+        stacked::check_mtu(conf.lower.mtu, &master)?;
+        let mut rb = Rollback::new();
+        let spec = conf.link_spec(&master, &ns)?;
+        let link = stacked::create_renamed(&sides, &spec, &args.ifname, &mut rb)?;
+        let result =
+            stacked::address_link(&sides, args, &conf.net, &link, addressing, true, &mut rb)?;
+        rb.commit();
+        Ok(result)
+    }
+
+    fn del(&self, args: &CmdArgs) -> Result<()> {
+        let conf: DelConfig = args.config()?;
+        stacked::del_container_link(args, &conf.net)
+    }
+
+    fn check(&self, args: &CmdArgs) -> Result<()> {
+        let conf = Config::load(args)?;
+        let ns = args.open_netns()?;
+        if let Some(t) = podnet::ipam_type(&conf.net) {
+            delegate(Command::Check, t, args)?;
+        }
+        let prev = check::prev_result(&conf.net, "ipvlan")?;
+        let (host, cont) = (Handle::new()?, Handle::in_netns(&ns)?);
+        let sides = Sides {
+            host: &host,
+            cont: &cont,
+            ns: &ns,
+        };
+        stacked::check_master(&conf.lower, &sides)?;
+        let d = stacked::check_container_link(&cont, &prev, args, "ipvlan", conf.lower.mtu)?;
+        conf.check_kind_data(&d.data)?;
+        stacked::check_addresses(&cont, args, &prev)
+    }
+
+    fn gc(&self, args: &CmdArgs) -> Result<()> {
+        let conf: DelConfig = args.config()?;
+        stacked::gc_ipam(args, &conf.net)
+    }
+
+    fn status(&self, args: &CmdArgs) -> Result<()> {
+        let conf: DelConfig = args.config()?;
+        podnet::status(args, &conf.net)
+    }
+}
+
+impl Config {
+    /// Decodes stdin and checks mode and flag (code 7).
+    fn load(args: &CmdArgs) -> Result<Config> {
+        let c: Config = args.config()?;
+        c.mode()?;
+        c.flag()?;
+        Ok(c)
+    }
+
+    /// `mode`; empty means l2.
+    fn mode(&self) -> Result<IpvlanMode> {
+        match self.mode.as_str() {
+            "" => Ok(IpvlanMode::L2),
+            m => IpvlanMode::from_name(m).ok_or_else(|| {
+                bad_config(format!("unknown ipvlan mode: {m:?} (want l2, l3 or l3s)"))
+            }),
+        }
+    }
+
+    /// `flag`; empty means bridge.
+    fn flag(&self) -> Result<IpvlanFlag> {
+        match self.flag.as_str() {
+            "" => Ok(IpvlanFlag::Bridge),
+            f => IpvlanFlag::from_name(f).ok_or_else(|| {
+                bad_config(format!(
+                    "unknown ipvlan flag: {f:?} (want bridge, private or vepa)"
+                ))
+            }),
+        }
+    }
+
+    /// IPAM when configured, else the addresses of a chained `prevResult`; one of the two
+    /// is needed.
+    fn addressing(&self, prev: Option<CniResult>) -> Result<Addressing<'_>> {
+        if let Some(t) = podnet::ipam_type(&self.net) {
+            return Ok(Addressing::Ipam(t));
+        }
+        match prev {
+            Some(p) if !p.ips.is_empty() => Ok(Addressing::Prev(p)),
+            _ => Err(bad_config(
+                "ipvlan needs an \"ipam\" section, or a prevResult that carries IPs",
+            )),
+        }
+    }
+
+    /// The link to create on `master`, under a temporary name, in the container netns.
+    fn link_spec(&self, master: &Link, ns: &Netns) -> Result<LinkSpec> {
+        let kind = LinkKind::Ipvlan {
+            mode: self.mode()?,
+            flags: self.flag()?,
+        };
+        let netns = (!self.lower.link_in_container).then(|| ns.raw_fd());
+        Ok(stacked::stacked_spec(
+            &stacked::temp_name()?,
+            kind,
+            master.index,
+            self.lower.mtu,
+            None,
+            netns,
+        ))
+    }
+
+    /// CHECK: the kernel's mode and flag match.
+    fn check_kind_data(&self, data: &KindData) -> Result<()> {
+        let (want_mode, want_flag) = (self.mode()?, self.flag()?);
+        let KindData::Ipvlan { mode, flags } = *data else {
+            bail!("container interface is not an ipvlan");
+        };
+        if mode != want_mode as u16 {
+            let have = IpvlanMode::from_raw(mode).map_or("unknown", IpvlanMode::name);
+            bail!(
+                "container ipvlan mode {have} does not match expected value: {}",
+                want_mode.name()
+            );
+        }
+        if flags != want_flag as u16 {
+            let have = IpvlanFlag::from_raw(flags).map_or("unknown", IpvlanFlag::name);
+            bail!(
+                "container ipvlan flag {have} does not match expected value: {}",
+                want_flag.name()
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "ipvlan_tests.rs"]
+mod tests;
