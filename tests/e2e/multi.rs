@@ -1,11 +1,13 @@
 //! `multi`: the two-interface pod from one network config, called as kubelet calls it (one ADD
 //! with `CNI_IFNAME=eth0`). `eth0` is a bridge + host-local attachment with the default route
-//! and a port mapping; `net1` sits on a "LAN": a bridge in the fake host whose other port leads
-//! to a LAN host netns, with an address from the LAN's range. Oracles: `ip -j` in the
-//! container, ping both ways, a TCP echo through the host port from an outside netns, the
-//! host-local stores and the result cache; after DEL (twice) nothing is left. Also: a failing
-//! second attachment undoes the first, DEL with the netns gone, GC of a stale container, and
-//! the same network through the runtime tool.
+//! and a port mapping; `net1` is a bridge-mode macvlan on the fake host's "LAN" NIC (a veth
+//! whose peer is a LAN host netns), with an address from the LAN's range and a `hostShim`, so
+//! the host reaches the pod's LAN address too. Oracles: `ip -j` in the container, ping from the
+//! pod to the gateway and the LAN host, from the LAN host and from the host (through the shim)
+//! to the pod, a TCP echo through the host port from an outside netns, the host-local stores,
+//! the shim's state and the result cache; after DEL (twice) nothing is left, the shim
+//! included. Also: a second attachment that fails (a master that does not exist) undoes the
+//! first, DEL with the netns gone, GC of a stale container, and the runtime tool.
 
 use crate::podnet::{addresses, reservations};
 use crate::support::echo::{Ask, Servers, expect_answers};
@@ -19,8 +21,10 @@ use std::time::Duration;
 
 const NET: &str = "village";
 const BRIDGE: &str = "cni-vil0";
-const LAN_BRIDGE: &str = "vil-lan";
+const LAN_NIC: &str = "lan0";
 const LAN_HOST: &str = "192.168.77.2";
+const SHIM: &str = "vil-shim";
+const SHIM_ADDR: &str = "192.168.77.250";
 
 /// The fake host with its LAN and outside netns, the container, and the state dirs.
 struct Rig {
@@ -29,6 +33,7 @@ struct Rig {
     outside: Outside,
     ipam: TempDir,
     cache: TempDir,
+    shim_state: TempDir,
 }
 
 impl Rig {
@@ -40,9 +45,8 @@ impl Rig {
         );
         let lan = TestNs::new(&format!("{label}-lan"));
         pair.host.sh(&format!(
-            "ip link add {LAN_BRIDGE} type bridge && ip link set {LAN_BRIDGE} up && \
-             ip link add lan0 type veth peer name lan1 && ip link set lan0 master {LAN_BRIDGE} && \
-             ip link set lan0 up && ip link set lan1 netns {}",
+            "ip link add {LAN_NIC} type veth peer name lan1 && ip link set {LAN_NIC} up && \
+             ip link set lan1 netns {}",
             lan.pid()
         ));
         lan.sh(&format!(
@@ -55,6 +59,7 @@ impl Rig {
             outside,
             ipam: TempDir::new(&format!("{label}-ipam")),
             cache: TempDir::new(&format!("{label}-cache")),
+            shim_state: TempDir::new(&format!("{label}-shim")),
         }
     }
 
@@ -74,9 +79,12 @@ impl Rig {
         })
     }
 
-    /// net1 on the LAN bridge, an address from the LAN's range, no gateway of its own.
+    /// net1: a bridge-mode macvlan on the LAN NIC with a host shim, an address from the LAN's
+    /// range, no gateway of its own.
     fn lan_plugins(&self) -> Value {
-        json!([{"type": "bridge", "bridge": LAN_BRIDGE, "isGateway": false,
+        json!([{"type": "macvlan", "master": LAN_NIC, "mode": "bridge",
+                "hostShim": {"name": SHIM, "address": format!("{SHIM_ADDR}/24"),
+                             "stateDir": self.shim_state.path()},
                 "ipam": {"type": "host-local", "dataDir": self.ipam.path(),
                          "ranges": [[{"subnet": "192.168.77.0/24", "rangeStart": "192.168.77.100"}]]}}])
     }
@@ -94,7 +102,16 @@ impl Rig {
 
     /// Everything the attachments can leave: host links, rules, reservations, cache files.
     fn residue(&self) -> Vec<String> {
-        let mut left = host_residue(&self.pair.host, &["lan0", "out0"]);
+        let mut left = host_residue(&self.pair.host, &[LAN_NIC, "out0"]);
+        if self.pair.host.link(SHIM).is_some() {
+            left.push(format!("host shim {SHIM}"));
+        }
+        left.extend(
+            tree(self.shim_state.path())
+                .into_iter()
+                .filter(|p| !p.ends_with(".lock"))
+                .map(|p| format!("shim state {p}")),
+        );
         left.extend(tree(self.ipam.path()).into_iter().filter(|p| {
             let name = p.rsplit('/').next().unwrap_or(p);
             p.contains('/') && name != "lock" && !name.starts_with("last_reserved_ip")
@@ -204,24 +221,34 @@ fn failing_second_attachment_undoes_the_first() {
     }
     let rig = Rig::new("multi-undo");
     let ctr = rig.pair.container.path().to_str().unwrap().to_string();
-    let bad = json!([{"type": "bridge", "bridge": LAN_BRIDGE,
-                      "ipam": {"type": "host-local", "dataDir": rig.ipam.path(),
-                               "ranges": [[{"subnet": "192.168.77.0/24"}]]}},
-                     {"type": "no-such-plugin"}]);
-    let conf = rig.conf("1.0.0", bad);
-    let out = rig.call("ADD", "pod1", &ctr, &conf);
-    let err = out.expect_error(7);
-    let msg = err["msg"].as_str().unwrap();
-    assert!(
-        msg.contains("net1") && msg.contains("no-such-plugin"),
-        "{msg}"
-    );
-    assert_eq!(
-        rig.residue(),
-        Vec::<String>::new(),
-        "left after the failed ADD"
-    );
-    assert_eq!(rig.pair.container.link_names(), ["lo"]);
+    let mut no_master = rig.lan_plugins();
+    no_master[0]["master"] = json!("nosuchnic0");
+    let mut no_plugin = rig.lan_plugins();
+    no_plugin
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "no-such-plugin"}));
+    for (what, net1, needle) in [
+        ("a master that does not exist", no_master, "nosuchnic0"),
+        ("a plugin that does not exist", no_plugin, "no-such-plugin"),
+    ] {
+        let out = rig.call("ADD", "pod1", &ctr, &rig.conf("1.0.0", net1));
+        assert_ne!(out.code, 0, "{what}: ADD succeeded");
+        let msg = out.json.as_ref().unwrap()["msg"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("net1") && msg.contains(needle),
+            "{what}: {msg}"
+        );
+        assert_eq!(
+            rig.residue(),
+            Vec::<String>::new(),
+            "{what}: left after the failed ADD"
+        );
+        assert_eq!(rig.pair.container.link_names(), ["lo"], "{what}");
+    }
 }
 
 #[test]
@@ -266,6 +293,10 @@ fn gc_removes_stale_pods_only() {
     let mut names = rig.pair.container.link_names();
     names.sort();
     assert_eq!(names, ["eth0", "lo", "net1"], "pod1 keeps both");
+    assert!(
+        rig.pair.host.link(SHIM).is_some(),
+        "pod1 still uses the shim"
+    );
     rig.call("DEL", "pod1", &ctr1, &conf).ok();
     assert_eq!(rig.residue(), Vec::<String>::new(), "left after DEL");
 }
@@ -292,4 +323,40 @@ fn through_the_runtime_tool_as_one_network() {
     tool.run(&rig.pair.host, &["del", NET, &ctr]).ok();
     assert_eq!(rig.residue(), Vec::<String>::new(), "left after DEL");
     assert_eq!(tool.cached_files(), Vec::<String>::new());
+}
+
+/// A shim the user made is used (the pod's route goes through it) but never changed or
+/// removed: no address added, still there after the last pod's DEL.
+#[test]
+fn a_users_own_shim_is_used_and_left_alone() {
+    if !require_root() {
+        return;
+    }
+    let rig = Rig::new("multi-ushim");
+    rig.pair.host.sh(&format!(
+        "ip link add {SHIM} link {LAN_NIC} type macvlan mode bridge && ip link set {SHIM} up"
+    ));
+    let ctr = rig.pair.container.path().to_str().unwrap().to_string();
+    let conf = rig.conf("1.1.0", rig.lan_plugins());
+    rig.call("ADD", "pod1", &ctr, &conf).ok();
+    let net1 = addresses(&rig.pair.container, "net1");
+    let pod_lan = net1[0].split('/').next().unwrap().to_string();
+    let route = rig.pair.host.ip_json(&["route", "show", &pod_lan]);
+    assert_eq!(route[0]["dev"], SHIM, "{route}");
+    assert_eq!(
+        addresses(&rig.pair.host, SHIM),
+        Vec::<String>::new(),
+        "address added to the user's shim"
+    );
+    rig.call("DEL", "pod1", &ctr, &conf).ok();
+    assert!(
+        rig.pair.host.link(SHIM).is_some(),
+        "the user's shim was removed"
+    );
+    assert_eq!(
+        rig.pair.host.ip_json(&["route", "show", &pod_lan]),
+        json!([])
+    );
+    rig.pair.host.ip(&["link", "del", SHIM]);
+    assert_eq!(rig.residue(), Vec::<String>::new());
 }
