@@ -8,14 +8,20 @@
 //! `[macvlan]` with `ips` on interface 0 and the config's DNS only; `arp_notify` and
 //! `ndisc_notify` set when addressed.
 //!
+//! `hostShim` (issue 16; src/podnet/shim.rs): a bridge-mode macvlan on the master in the host,
+//! shared by the pods on that master, with a host route to each pod address, so the host
+//! reaches its macvlan pods and they reach it; removed with the last pod when we made it.
+//!
 //! Beyond the reference (USER-ASKS rows 3, 12, 20): with no `master` and a `prevResult`, the
 //! master is the previous plugin's one host-side interface (chained mode); DEL reads only the
 //! raw config, so it needs neither the master nor a default route, releases IPAM first and
 //! treats a missing netns or link as done; GC is forwarded to IPAM; config errors are code 7.
 
-use crate::error::bad_config;
+use crate::error::{ErrorList, bad_config};
 use crate::exec::delegate;
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec, MacvlanMode, parse_mac};
+use crate::netns::Netns;
+use crate::podnet::shim::{self, ShimConf};
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
 use crate::rollback::Rollback;
@@ -43,6 +49,9 @@ struct Config {
     bcqueuelen: u32,
     // Issue 16's optional `hostShim` key goes here, with its step after `create_in_container`
     // in `add` (a macvlan on the same master in the host netns) and its removal in `del`.
+    /// A bridge-mode macvlan on the master in the host, so the host reaches its pods.
+    #[serde(default, rename = "hostShim", deserialize_with = "shim::deserialize")]
+    host_shim: Option<ShimConf>,
 }
 
 /// What DEL reads: nothing that needs the master to exist.
@@ -50,6 +59,8 @@ struct Config {
 struct DelConfig {
     #[serde(flatten)]
     net: NetConf,
+    #[serde(default, rename = "hostShim", deserialize_with = "shim::deserialize")]
+    host_shim: Option<ShimConf>,
 }
 
 impl Plugin for Macvlan {
@@ -75,13 +86,25 @@ impl Plugin for Macvlan {
         };
         let result =
             stacked::address_link(&sides, args, &conf.net, &link, addressing, true, &mut rb)?;
+        if let Some(shim) = &conf.host_shim {
+            let ips: Vec<_> = result.ips.iter().map(|ip| ip.address).collect();
+            let owner = (args.container_id.as_str(), args.ifname.as_str());
+            shim::attach(&host, shim, &master, &ips, owner, &mut rb)?;
+        }
         rb.commit();
         Ok(result)
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
         let conf: DelConfig = args.config()?;
-        stacked::del_container_link(args, &conf.net)
+        let mut errs = ErrorList::new();
+        // The shim's routes first: they live on the host, whatever became of the container.
+        if let Some(shim) = &conf.host_shim {
+            let owner = (args.container_id.as_str(), args.ifname.as_str());
+            errs.note(Handle::new().and_then(|host| shim::detach(&host, shim, owner)));
+        }
+        errs.note(stacked::del_container_link(args, &conf.net));
+        errs.finish()
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
@@ -120,6 +143,12 @@ impl Config {
         let c: Config = args.config()?;
         c.mode()?;
         c.mac(args)?;
+        if c.host_shim.is_some() && (c.lower.link_in_container || c.mode()? != MacvlanMode::Bridge)
+        {
+            return Err(bad_config(
+                "hostShim needs a bridge-mode macvlan whose master is on the host (a shim reaches only bridge-mode children of the same master)",
+            ));
+        }
         if podnet::ipam_type(&c.net).is_none() && args.command == Command::Add {
             l2_only_needs_interfaces(&args.version)?;
         }

@@ -20,6 +20,7 @@ mod host_local;
 mod ipvlan;
 mod loopback;
 mod macvlan;
+mod multi;
 mod net;
 mod portmap;
 mod ptp;
@@ -118,6 +119,11 @@ pub static APPLETS: &[Applet] = &[
         name: "macvlan",
         about: "a macvlan link on a host NIC: the container gets its own MAC on the LAN (IPAM optional)",
         run: Run::Plugin(&macvlan::Macvlan),
+    },
+    Applet {
+        name: "multi",
+        about: "meta: several interfaces per pod from one config, each attachment its own plugin list",
+        run: Run::Plugin(&multi::Multi),
     },
     Applet {
         name: "net",

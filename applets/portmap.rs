@@ -139,6 +139,10 @@ impl Plugin for Portmap {
             .net
             .prev_result()?
             .ok_or_else(|| bad_config("required prevResult missing"))?;
+        // ADD made nothing without mappings, so there is nothing to find (as the reference).
+        if s.mappings.is_empty() {
+            return Ok(());
+        }
         for ip in container_ips(&prev, &args.ifname) {
             portmap::check_ports(s.backend, &forward_of(&conf, &s, args, ip))?;
         }

@@ -214,3 +214,13 @@ fn failed_second_family_rolls_back_the_first() {
     let v4 = nat_state("iptables-save");
     assert!(!v4.iter().any(|l| l.contains("CNI-DN-")), "{v4:?}");
 }
+
+#[test]
+fn check_without_mappings_looks_for_nothing() {
+    // ADD made no rules, so CHECK must not look for any (a chain's CHECK with portmap and no
+    // portMappings capability arg failed before).
+    for extra in [json!({}), json!({"runtimeConfig": null})] {
+        let c = conf("iptables", json!([]), extra);
+        Portmap.check(&cmd(Command::Check, &c)).unwrap();
+    }
+}

@@ -23,9 +23,11 @@ ref=${REF_CNI_PATH:-/usr/lib/cni}
 ns=bench-$$
 hostns=benchhost-$$
 tmp=
-SECTIONS=(section_version section_loopback section_host_local section_bridge section_macvlan section_portmap section_chain section_runtime section_firewall section_flannel section_etcd_ipam)
+SECTIONS=(section_version section_loopback section_host_local section_bridge section_macvlan section_portmap section_chain section_runtime section_firewall section_flannel section_etcd_ipam section_multi)
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
+# shellcheck source=bench/multi.sh
+. "$top/bench/multi.sh"
 # shellcheck source=bench/l2.sh
 . "$top/bench/l2.sh"
 # shellcheck source=bench/firewall.sh

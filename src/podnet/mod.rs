@@ -8,6 +8,7 @@
 //! and GC cleans up IPAM and masquerading.
 
 pub mod check;
+pub mod shim;
 pub mod stacked;
 
 use crate::error::{ErrorList, bad_config};

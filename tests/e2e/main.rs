@@ -31,6 +31,7 @@ mod loopback;
 mod macvlan;
 mod macvlan_pod;
 mod masq_traffic;
+mod multi;
 mod podman;
 mod podnet;
 mod podnet_failures;

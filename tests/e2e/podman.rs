@@ -39,6 +39,11 @@ struct Podman {
 impl Podman {
     /// A podman whose `cni_plugin_dirs` is `plugins`, with the network [`NET`] configured.
     fn new(label: &str, plugins: &Path) -> Podman {
+        Podman::with_network(label, plugins, network)
+    }
+
+    /// A podman whose network [`NET`] is `network(its temp dir)`.
+    fn with_network(label: &str, plugins: &Path, network: fn(&TempDir) -> Value) -> Podman {
         let dir = TempDir::new(&format!("podman-{label}"));
         for sub in ["root", "runroot", "tmp", "net.d", "cache", "data"] {
             std::fs::create_dir(dir.join(sub)).expect("mkdir");
@@ -174,7 +179,7 @@ fn rootfs(dir: &TempDir) -> Option<PathBuf> {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).expect("mkdir rootfs");
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).ok()?;
-    for applet in ["sh", "httpd"] {
+    for applet in ["sh", "httpd", "ip"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
     }
     dir.write("rootfs/www/index.html", PAGE);
@@ -416,4 +421,99 @@ fn podman_runs_a_container_on_the_reference_plugins() {
         skip!("reference plugins not installed");
     }
     serve_and_remove("reference", reference);
+}
+
+/// One network, two interfaces: `multi` with eth0 on bridge + host-local + portmap and net1 on
+/// a second bridge standing in for the LAN.
+fn multi_network(dir: &TempDir) -> Value {
+    json!({"cniVersion": "1.0.0", "name": NET, "plugins": [
+        {"type": "multi", "capabilities": {"portMappings": true}, "attachments": [
+            {"ifname": "eth0", "plugins": [
+                {"type": "bridge", "bridge": "pmbr0", "isGateway": true, "ipMasq": true,
+                 "ipam": {"type": "host-local", "subnet": "10.89.7.0/24",
+                          "dataDir": dir.join("data")}},
+                {"type": "portmap", "capabilities": {"portMappings": true}}]},
+            {"ifname": "net1", "plugins": [
+                {"type": "bridge", "bridge": "pmlan0", "isGateway": true,
+                 "ipam": {"type": "host-local", "subnet": "10.89.8.0/24",
+                          "dataDir": dir.join("data")}}]}]}]})
+}
+
+#[test]
+fn podman_runs_a_container_with_two_interfaces_from_one_network() {
+    if !require_root() {
+        return;
+    }
+    if let Some(tool) = missing_tool() {
+        skip!("{tool} not installed");
+    }
+    let podman = Podman::with_network("multi", Farm::shared().dir(), multi_network);
+    let Some(rootfs) = rootfs(&podman.dir) else {
+        skip!("busybox-static not installed (/bin/busybox must be a static binary)");
+    };
+    let rootfs = rootfs.to_str().expect("UTF-8").to_string();
+    let mut run = vec!["run", "--detach", "--name", "web", "--network", NET];
+    run.extend([
+        "--publish",
+        "8080:80",
+        "--cgroup-parent",
+        &podman.cgroup_parent,
+    ]);
+    let limits = ulimits();
+    for l in &limits {
+        run.extend(["--ulimit", l]);
+    }
+    run.extend([
+        "--rootfs",
+        &rootfs,
+        "/bin/httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    podman.ok(&run);
+
+    let address = container_address(&podman);
+    assert_eq!(address, "10.89.7.2");
+    // Inside the container, as its own tools see it: both interfaces with their addresses.
+    let inside = podman.ok(&["exec", "web", "/bin/ip", "-4", "-o", "addr"]);
+    assert!(
+        inside.contains("eth0") && inside.contains("10.89.7.2/24"),
+        "{inside}"
+    );
+    assert!(
+        inside.contains("net1") && inside.contains("10.89.8.2/24"),
+        "{inside}"
+    );
+    assert_eq!(
+        fetch(&podman.host, &format!("{GATEWAY}:8080")),
+        PAGE,
+        "through the port mapping on eth0"
+    );
+    assert_eq!(fetch(&podman.host, "10.89.8.2:80"), PAGE, "over net1");
+
+    podman.ok(&["rm", "--force", "--time", "0", "web"]);
+    assert_eq!(
+        podman.ok(&["ps", "--all", "--quiet"]),
+        "",
+        "containers left"
+    );
+    assert!(veths(&podman.host).is_empty(), "veths left");
+    for sub in ["pmnet-eth0", "pmnet-net1"] {
+        let data = podman.dir.join("data").join(sub);
+        let left: Vec<String> = crate::support::ipam::snapshot(&data).into_keys().collect();
+        assert!(
+            left.iter()
+                .all(|f| f == "lock" || f.starts_with("last_reserved_ip")),
+            "{sub}: reservations left: {left:?}"
+        );
+    }
+    let cache = podman.dir.join("cache");
+    let files: Vec<String> = crate::support::ipam::tree(&cache)
+        .into_iter()
+        .filter(|p| cache.join(p).is_file())
+        .collect();
+    assert!(files.is_empty(), "cache files left: {files:?}");
 }
