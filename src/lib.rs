@@ -10,6 +10,7 @@ pub mod ipam;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+pub mod orphans;
 pub mod podnet;
 pub mod rollback;
 pub mod runtime;
