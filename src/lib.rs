@@ -6,6 +6,7 @@
 pub mod dispatch;
 pub mod error;
 pub mod exec;
+pub mod fault;
 pub mod ipam;
 pub mod netfilter;
 pub mod netlink;

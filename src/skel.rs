@@ -189,6 +189,7 @@ pub fn run(name: &str, plugin: &dyn Plugin, env: &Env, io: Io<'_>) -> u8 {
         );
         return 0;
     }
+    crate::fault::arm(env.get(crate::fault::VAR).map(String::as_str));
     let mut version_seen = String::new();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         call(plugin, env, stdin, stdout, &mut version_seen)

@@ -241,6 +241,7 @@ impl Store for DiskStore {
         if !self.create_exclusive(&target, &Reservation::content(id, ifname))? {
             return Ok(false);
         }
+        crate::fault::step();
         let last = self.last_path(set);
         if let Err(e) = write_in_place(&last, &ip.to_string()) {
             let _ = fs::remove_file(&target);

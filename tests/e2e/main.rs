@@ -15,6 +15,7 @@ mod host_local_interop;
 mod install_sh;
 mod interop;
 mod ipam_delegate;
+mod kill_steps;
 mod loopback;
 mod masq_traffic;
 mod multi;
