@@ -25,7 +25,6 @@ struct Rig {
     ipam: TempDir,
     tuning: TempDir,
     tool: NetTool,
-    backend: &'static str,
 }
 
 impl Rig {
@@ -40,7 +39,6 @@ impl Rig {
             ipam: TempDir::new(&format!("{label}-ipam")),
             tuning: TempDir::new(&format!("{label}-tuning")),
             tool: NetTool::new(label),
-            backend,
         };
         let mut list = plugins(backend, &rig.ipam, Some(&rig.tuning));
         // The chain test's bridge name is shared; give this rig its own.
