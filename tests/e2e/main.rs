@@ -9,6 +9,7 @@ mod bridge;
 mod bridge_failures;
 mod chain;
 mod chain_many;
+mod concurrency;
 mod demo;
 mod host_local;
 mod host_local_interop;
