@@ -441,11 +441,22 @@ fn refuse_own_netns(env: &Env, args: &CmdArgs) -> anyhow::Result<()> {
 }
 
 /// Container IDs follow the spec's identifier rule.
-fn validate_container_id(id: &str) -> anyhow::Result<()> {
+pub fn validate_container_id(id: &str) -> anyhow::Result<()> {
     if !is_valid_identifier(id) {
         return Err(CniError::new(
             code::INVALID_ENV,
             format!("invalid characters in containerID {id:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"),
+        )
+        .into());
+    }
+    if id.len() > crate::types::netconf::MAX_NAME_LEN {
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            format!(
+                "containerID is {} bytes, longer than a file name may be ({})",
+                id.len(),
+                crate::types::netconf::MAX_NAME_LEN
+            ),
         )
         .into());
     }

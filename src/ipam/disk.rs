@@ -41,6 +41,8 @@ impl DiskStore {
     /// The network name must pass [`validate_network_name`], so it cannot leave `data_dir`.
     pub fn open(data_dir: &Path, network: &str) -> anyhow::Result<DiskStore> {
         let dir = network_dir(data_dir, network)?;
+        refuse_symlink(data_dir)?;
+        refuse_symlink(&dir)?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -53,6 +55,8 @@ impl DiskStore {
     /// reserved (DEL, GC, CHECK and STATUS create nothing).
     pub fn open_existing(data_dir: &Path, network: &str) -> anyhow::Result<Option<DiskStore>> {
         let dir = network_dir(data_dir, network)?;
+        refuse_symlink(data_dir)?;
+        refuse_symlink(&dir)?;
         match fs::metadata(&dir) {
             Ok(m) if m.is_dir() => Ok(Some(DiskStore { dir, lock: None })),
             Ok(_) => anyhow::bail!("{} is not a directory", dir.display()),
@@ -184,6 +188,23 @@ fn write_in_place(path: &Path, text: &str) -> std::io::Result<()> {
         .open(path)?;
     f.write_all_at(text.as_bytes(), 0)?;
     f.set_len(text.len() as u64)
+}
+
+/// A `dataDir` or network directory that is itself a symbolic link would send reservations
+/// somewhere the configuration does not name (and where another network's files may be):
+/// refused with code 7. Links further up the path (say, `/var/lib` on another disk) are fine.
+fn refuse_symlink(path: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "{} is a symbolic link; name the directory it points to instead",
+                path.display()
+            ),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// `<data_dir>/<network>` after checking the name.

@@ -13,6 +13,7 @@ mod concurrency;
 mod demo;
 mod host_local;
 mod host_local_interop;
+mod hostile;
 mod install_sh;
 mod interop;
 mod ipam_delegate;
