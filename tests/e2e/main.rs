@@ -11,6 +11,7 @@ mod chain;
 mod chain_many;
 mod concurrency;
 mod demo;
+mod full_disk;
 mod host_local;
 mod host_local_interop;
 mod hostile;
