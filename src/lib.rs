@@ -26,3 +26,6 @@ pub mod testutil;
 
 #[path = "../applets/mod.rs"]
 pub mod applets;
+
+#[cfg(test)]
+mod fuzz_tests;
