@@ -12,6 +12,7 @@ mod chain_many;
 mod concurrency;
 mod demo;
 mod full_disk;
+mod fuzz_binary;
 mod host_local;
 mod host_local_interop;
 mod hostile;
