@@ -9,11 +9,13 @@ pub mod doctor;
 pub mod error;
 pub mod etcd;
 pub mod exec;
+pub mod fault;
 pub mod ipam;
 pub mod keys;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+pub mod orphans;
 pub mod podnet;
 pub mod rollback;
 pub mod runtime;
@@ -29,3 +31,6 @@ pub mod testutil;
 
 #[path = "../applets/mod.rs"]
 pub mod applets;
+
+#[cfg(test)]
+mod fuzz_tests;

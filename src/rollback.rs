@@ -24,6 +24,7 @@ impl<'a> Rollback<'a> {
         what: impl Into<String>,
         undo: impl FnOnce() -> anyhow::Result<()> + 'a,
     ) {
+        crate::fault::step();
         self.steps.push((what.into(), Box::new(undo)));
     }
 

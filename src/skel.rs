@@ -198,6 +198,7 @@ pub fn run(name: &str, plugin: &dyn Plugin, env: &Env, io: Io<'_>) -> u8 {
         );
         return 0;
     }
+    crate::fault::arm(env.get(crate::fault::VAR).map(String::as_str));
     let mut version_seen = String::new();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         call(plugin, env, stdin, stdout, &mut version_seen)
@@ -449,11 +450,22 @@ fn refuse_own_netns(env: &Env, args: &CmdArgs) -> anyhow::Result<()> {
 }
 
 /// Container IDs follow the spec's identifier rule.
-fn validate_container_id(id: &str) -> anyhow::Result<()> {
+pub fn validate_container_id(id: &str) -> anyhow::Result<()> {
     if !is_valid_identifier(id) {
         return Err(CniError::new(
             code::INVALID_ENV,
             format!("invalid characters in containerID {id:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"),
+        )
+        .into());
+    }
+    if id.len() > crate::types::netconf::MAX_NAME_LEN {
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            format!(
+                "containerID is {} bytes, longer than a file name may be ({})",
+                id.len(),
+                crate::types::netconf::MAX_NAME_LEN
+            ),
         )
         .into());
     }

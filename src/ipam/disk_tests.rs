@@ -222,3 +222,46 @@ fn lock_excludes_other_handles() {
     rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     t.join().unwrap();
 }
+
+/// A named temporary file of a writer killed between write and link (what the named-file
+/// fallback, or an older version of this store, could leave) is swept by the next listing; a
+/// live writer's is kept.
+#[test]
+fn orphaned_temp_files_of_dead_writers_are_swept() {
+    let tmp = TempDir::new("disk-orphans");
+    let mut s = DiskStore::open(tmp.path(), "mynet").unwrap();
+    let dir = tmp.path().join("mynet");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let orphan = dir.join(format!(".tmp.{dead}.0"));
+    let live = dir.join(format!(".tmp.{}.7", std::process::id()));
+    let foreign = dir.join(".tmp.notapid");
+    for f in [&orphan, &live, &foreign] {
+        fs::write(f, "cid9\r\neth0").unwrap();
+    }
+    allocate(&mut s, &[set("10.1.0.0/24")], "cid1", "eth0", &[]).unwrap();
+    assert!(!orphan.exists(), "a dead writer's temp file stays");
+    assert!(
+        live.exists() && foreign.exists(),
+        "only dead writers' files go"
+    );
+    assert_eq!(s.list().unwrap().len(), 1);
+}
+
+/// The unnamed-file write is exclusive: linking onto an existing reservation fails as
+/// AlreadyExists and leaves the existing file and the directory as they were.
+#[test]
+fn exclusive_create_never_overwrites() {
+    let tmp = TempDir::new("disk-excl");
+    let s = DiskStore::open(tmp.path(), "mynet").unwrap();
+    let target = s.dir().join("10.1.0.9");
+    assert!(s.create_exclusive(&target, "a\r\neth0").unwrap());
+    assert!(!s.create_exclusive(&target, "b\r\neth0").unwrap());
+    assert_eq!(fs::read(&target).unwrap(), b"a\r\neth0");
+    let names: Vec<String> = fs::read_dir(s.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["10.1.0.9"]);
+}

@@ -74,6 +74,14 @@ impl Range {
                 ),
             ));
         }
+        // Beyond the reference: a /0 would put every destination on-link (its "gateway" is
+        // 0.0.0.1) and hand out 0.0.0.2; no real pool is that.
+        if subnet.prefix_len() == 0 {
+            return Err(RangeError::new(
+                "subnet",
+                format!("{subnet} spans the whole address space; give the pool's own network"),
+            ));
+        }
         if subnet.prefix_len() + 2 > subnet.max_prefix_len() {
             return Err(RangeError::new(
                 "subnet",
@@ -298,6 +306,10 @@ mod tests {
         }
         let e = Range::new(net("192.0.2.5/24"), None, None, None).unwrap_err();
         assert!(e.msg.contains("the network address is 192.0.2.0"), "{e:?}");
+        for all in ["0.0.0.0/0", "::/0"] {
+            let e = Range::new(net(all), None, None, None).unwrap_err();
+            assert!(e.msg.contains("whole address space"), "{all}: {e:?}");
+        }
         let e = Range::new(net("2001:db8:24:19ff::/63"), None, None, None).unwrap_err();
         assert!(e.msg.contains("2001:db8:24:19fe::"), "{e:?}");
     }

@@ -241,6 +241,9 @@ impl ResultCache {
     /// Removes the file; a missing one is success.
     pub fn remove(&self, network: &str, container_id: &str, ifname: &str) -> anyhow::Result<()> {
         let path = self.path(network, container_id, ifname)?;
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            crate::orphans::sweep(&self.results_dir(), &temp_prefix(name), '-');
+        }
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).with_context(|| format!("removing {}", path.display()))
@@ -304,6 +307,11 @@ impl ResultCache {
 /// fsynced: a rename lost to a power loss leaves no file, which every reader takes as "nothing
 /// cached" (as DEL takes an empty file), and that second flush cost as much as the rest of a
 /// runtime call on the benchmark machine (bench/runtime.sh).
+/// The temporary name's prefix for cache file `name`: `.<name>.tmp-` (then `<pid>-<n>`).
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp-")
+}
+
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = path.parent().expect("a cache path has a directory");
@@ -316,7 +324,9 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .expect("a cache path has a file name")
         .to_string_lossy();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+    let prefix = temp_prefix(&name);
+    crate::orphans::sweep(dir, &prefix, '-');
+    let tmp = dir.join(format!("{prefix}{}-{n}", std::process::id()));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

@@ -268,3 +268,30 @@ fn attachments_are_listed_as_libcni_does() {
             .is_empty()
     );
 }
+
+/// A writer killed between writing its temporary file and renaming it leaves
+/// `.<name>.tmp-<pid>-<n>`; the next write or the DEL of that attachment removes it, and a
+/// live writer's file stays.
+#[test]
+fn orphaned_temp_files_are_swept_by_write_and_remove() {
+    let tmp = TempDir::new("cache-orphans");
+    let cache = ResultCache::new(tmp.path());
+    let entry = CacheEntry::from_bytes(&sample_bytes()).unwrap();
+    cache.write(&entry).unwrap();
+    let results = cache.results_dir();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let name = format!("sample-{SAMPLE_CID}-eth0");
+    let orphan = results.join(format!(".{name}.tmp-{dead}-0"));
+    let live = results.join(format!(".{name}.tmp-{}-99", std::process::id()));
+    std::fs::write(&orphan, b"{").unwrap();
+    std::fs::write(&live, b"{").unwrap();
+    cache.write(&entry).unwrap();
+    assert!(!orphan.exists() && live.exists());
+    std::fs::write(&orphan, b"{").unwrap();
+    std::fs::remove_file(&live).unwrap();
+    cache.remove("sample", SAMPLE_CID, "eth0").unwrap();
+    let left: Vec<_> = std::fs::read_dir(&results).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -427,6 +427,7 @@ fn validate_attachment(network: &str, rt: &RuntimeConf) -> anyhow::Result<()> {
                 .into(),
         );
     }
+    crate::skel::validate_container_id(&rt.container_id)?;
     validate_network_name(network)?;
     validate_ifname(&rt.ifname)
 }

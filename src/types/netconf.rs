@@ -148,8 +148,21 @@ pub fn validate_network_name(name: &str) -> Result<(), CniError> {
             format!("invalid network name {name:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"),
         ));
     }
+    if name.len() > MAX_NAME_LEN {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "invalid network name: {} bytes, longer than a file name may be ({MAX_NAME_LEN})",
+                name.len()
+            ),
+        ));
+    }
     Ok(())
 }
+
+/// The longest network name or container ID: both become file names (host-local's store, the
+/// result cache), and a file name has at most 255 bytes (NAME_MAX). The spec sets no bound.
+pub const MAX_NAME_LEN: usize = 255;
 
 /// True for `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`, the spec's rule for network names and container IDs.
 pub fn is_valid_identifier(s: &str) -> bool {

@@ -195,6 +195,31 @@ impl Cni {
     }
 }
 
+impl Cni {
+    /// Execs the program inside `host`, SIGKILLs it after `delay` unless it has ended, and
+    /// returns its exit code (128 + 9 when the kill landed); `None` if it did not end at all.
+    /// Output is discarded.
+    pub fn run_killed_after(&self, host: &TestNs, delay: Duration) -> Option<i32> {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", host.path().display()))
+            .arg("--")
+            .arg(&self.program)
+            .args(&self.argv)
+            .env_clear()
+            .env("PATH", STD_PATH)
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn nsenter for {}: {e}", self.program.display()));
+        if wait_with_deadline(&mut child, delay).is_none() {
+            let _ = child.kill();
+        }
+        wait_with_deadline(&mut child, self.timeout).map(exit_code)
+    }
+}
+
 fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();

@@ -29,6 +29,11 @@ impl NetTool {
         self.conf.write(file, conf.to_string())
     }
 
+    /// The configuration directory (`--conf-dir`).
+    pub fn conf_dir(&self) -> &Path {
+        self.conf.path()
+    }
+
     /// The result cache directory (`--cache-dir`).
     pub fn cache_dir(&self) -> &Path {
         self.cache.path()
