@@ -8,8 +8,7 @@ PREFIX ?= /opt/cni/bin
 # proc-macro crates and the build fails (DEPS.md section 5). Hence not in .cargo/config.toml.
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
 
-.PHONY: all build release static deps test lint bench install uninstall demo readme clean
-.PHONY: all build release static test lint bench install uninstall demo readme clean fuzz reliability
+.PHONY: all build release static deps test lint bench install uninstall demo readme clean fuzz reliability
 
 all: build
 

@@ -20,7 +20,6 @@
 use crate::error::{ErrorList, bad_config};
 use crate::exec::delegate;
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec, MacvlanMode, parse_mac};
-use crate::netns::Netns;
 use crate::podnet::shim::{self, ShimConf};
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
@@ -47,8 +46,6 @@ struct Config {
     mac: String,
     #[serde(default)]
     bcqueuelen: u32,
-    // Issue 16's optional `hostShim` key goes here, with its step after `create_in_container`
-    // in `add` (a macvlan on the same master in the host netns) and its removal in `del`.
     /// A bridge-mode macvlan on the master in the host, so the host reaches its pods.
     #[serde(default, rename = "hostShim", deserialize_with = "shim::deserialize")]
     host_shim: Option<ShimConf>,
