@@ -29,6 +29,7 @@
 //!   attachments: for attachment `i`, the valid containers with their cached ifnames.
 
 use crate::error::{ErrorList, bad_config};
+use crate::keys::{Key, key};
 use crate::runtime::{CniConfig, GcArgs, NetworkConfigList, ResultCache, RuntimeConf};
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::netconf::validate_network_name;
@@ -49,6 +50,7 @@ const IFNAME_ARG_PREFIX: &str = "MULTI_IFNAME_";
 
 /// The config as written.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -61,6 +63,7 @@ struct Config {
 
 /// One attachment: an interface and the plugin list that makes it.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct AttachmentConf {
     #[serde(default)]
     ifname: Option<String>,
@@ -70,6 +73,15 @@ struct AttachmentConf {
     plugins: Vec<Value>,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("attachments", r#"[{"ifname":"net1","plugins":[{"type":"macvlan","master":"eno1"}]}]"#,
+        "the interfaces: each an ifname (or from CNI_IFNAME / MULTI_IFNAME_<i>), an optional network name and a plugin list"),
+    key("cacheDir", r#""/var/lib/cni/multi""#, "where each attachment's result is cached (default /var/lib/cni/multi)"),
+];
+
 /// One attachment resolved for this call: its plugin list and its runtime parameters.
 struct Resolved {
     list: NetworkConfigList,
@@ -77,6 +89,10 @@ struct Resolved {
 }
 
 impl Plugin for Multi {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let (conf, runtime) = setup(args)?;
         let attachments = resolve_all(&conf, args)?;

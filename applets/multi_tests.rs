@@ -185,3 +185,8 @@ fn add_fails_cleanly_when_a_plugin_is_missing() {
     let results = cache.path().join("results");
     assert!(!results.exists() || std::fs::read_dir(&results).unwrap().next().is_none());
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

@@ -77,7 +77,12 @@ fn seeds() -> Vec<Vec<u8>> {
     }
     let mut out = Vec::new();
     for d in ["config", "netconf", "results"] {
-        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(d), &mut out);
+        walk(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata")
+                .join(d),
+            &mut out,
+        );
     }
     out
 }
@@ -133,14 +138,30 @@ struct Run {
     timed_out: bool,
 }
 
-fn run_jailed(host: &Path, root: &Path, applet: &str, env: &[(String, String)], stdin: &[u8]) -> Run {
+fn run_jailed(
+    host: &Path,
+    root: &Path,
+    applet: &str,
+    env: &[(String, String)],
+    stdin: &[u8],
+) -> Run {
     let script = format!(
         "mount -t proc proc {r}/proc && exec chroot {r} /cni-multi applet {applet}",
         r = root.display()
     );
     let mut child = Command::new("nsenter")
         .arg(format!("--net={}", host.display()))
-        .args(["--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", &script])
+        .args([
+            "--",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -200,14 +221,39 @@ fn every_applet_survives_mutated_input() {
     let host = pair.host.path().to_path_buf();
     let ctr = pair.container.path().to_str().unwrap().to_string();
     let applets = plugin_applets(&host, &root);
-    assert!(applets.len() >= 8, "too few plugin applets found: {applets:?}");
+    assert!(
+        applets.len() >= 8,
+        "too few plugin applets found: {applets:?}"
+    );
     let seeds = seeds();
     let mut rng = Rng(0x5eed_cafe_f00d_0001);
-    let verbs = ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "add", "", "NOPE"];
-    let ids = ["c1", "", "../../etc", "x".repeat(300).leak() as &str, "c-2.b_3"];
+    let verbs = [
+        "ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "add", "", "NOPE",
+    ];
+    let ids = [
+        "c1",
+        "",
+        "../../etc",
+        "x".repeat(300).leak() as &str,
+        "c-2.b_3",
+    ];
     let ifnames = ["eth0", "", "a/b", "sixteen-bytes-xx", "net1", "lo"];
-    let netns = [ctr.as_str(), "", "/proc/1/ns/net", "/nonexistent", "/etc/passwd", "/proc/self/ns/net"];
-    let args = ["", "IgnoreUnknown=1", "IP=10.9.9.9", "MAC=zz", "a", "K8S_POD_NAME=x;IP=1.2.3.4/24"];
+    let netns = [
+        ctr.as_str(),
+        "",
+        "/proc/1/ns/net",
+        "/nonexistent",
+        "/etc/passwd",
+        "/proc/self/ns/net",
+    ];
+    let args = [
+        "",
+        "IgnoreUnknown=1",
+        "IP=10.9.9.9",
+        "MAC=zz",
+        "a",
+        "K8S_POD_NAME=x;IP=1.2.3.4/24",
+    ];
     let mut total = 0;
     for applet in &applets {
         for i in 0..per_applet {
@@ -228,17 +274,36 @@ fn every_applet_survives_mutated_input() {
             total += 1;
             let case = format!(
                 "{applet} #{i} env {env:?} stdin {:?}",
-                String::from_utf8_lossy(&stdin).chars().take(400).collect::<String>()
+                String::from_utf8_lossy(&stdin)
+                    .chars()
+                    .take(400)
+                    .collect::<String>()
             );
             assert!(!r.timed_out, "{case}: hung");
-            let code = r.code.unwrap_or_else(|| panic!("{case}: killed by a signal; stderr {}", r.stderr));
-            assert!(!r.stderr.contains("panicked"), "{case}: panicked: {}", r.stderr);
+            let code = r
+                .code
+                .unwrap_or_else(|| panic!("{case}: killed by a signal; stderr {}", r.stderr));
+            assert!(
+                !r.stderr.contains("panicked"),
+                "{case}: panicked: {}",
+                r.stderr
+            );
             if code != 0 {
-                let err: serde_json::Value = serde_json::from_slice(&r.stdout)
-                    .unwrap_or_else(|e| panic!("{case}: exit {code}, stdout not JSON ({e}): {:?}", String::from_utf8_lossy(&r.stdout)));
-                let c = err["code"].as_u64().unwrap_or_else(|| panic!("{case}: no code in {err}"));
+                let err: serde_json::Value =
+                    serde_json::from_slice(&r.stdout).unwrap_or_else(|e| {
+                        panic!(
+                            "{case}: exit {code}, stdout not JSON ({e}): {:?}",
+                            String::from_utf8_lossy(&r.stdout)
+                        )
+                    });
+                let c = err["code"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{case}: no code in {err}"));
                 assert_ne!(c, 999, "{case}: internal error: {err}");
-                assert!(err["msg"].as_str().is_some_and(|m| !m.is_empty()), "{case}: {err}");
+                assert!(
+                    err["msg"].as_str().is_some_and(|m| !m.is_empty()),
+                    "{case}: {err}"
+                );
             }
         }
     }
