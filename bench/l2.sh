@@ -39,9 +39,9 @@ section_macvlan() {
   ip -n "$h" link set mvlan0 up
   ip -n "$h" link set mvlanp up
   idx=$(ip -n "$h" -o link show mvlan0 | cut -d: -f1)
-  # The kernel work of our ADD (less the temporary name and its rename, and the two sysctl
-  # writes): the macvlan born in the container on the host's mvlan0 (by ifindex, in the
-  # link-netns), its address, up.
+  # The kernel work of our ADD (less the two sysctl writes and the netns id lookup): the
+  # macvlan created from inside the container on the host's mvlan0 (by ifindex, in the
+  # link-netns, as ours does), its address, up.
   printf 'link add link if%s link-netns %s name eth0 type macvlan mode bridge\naddr add 10.97.0.2/24 dev eth0\nlink set eth0 up\n' \
     "$idx" "$h" >"$tmp/mv-add.batch"
   printf 'link del eth0\n' >"$tmp/mv-del.batch"
@@ -71,7 +71,7 @@ section_macvlan() {
     target "macvlan + host-local ADD $(ratio "$ra" "$oa")x faster than the reference, less the harness (>= 4x; $(ratio "${r[0]}" "${o[0]}")x with it)" "$((oa * 4 <= ra))"
     NOTES+=("" "macvlan + host-local DEL: $(ratio "$((r[1] - harness))" "$od")x faster than the reference, less the harness (no target).")
   fi
-  NOTES+=("" "macvlan: each call is \`nsenter\` into the throwaway host netns, \`env -i\`, then the plugin or \`ip -batch\`; that harness (nsenter + env, $(ms "$harness") ms here) is paid by every side alike and taken off for the targets. The reference also execs its host-local; ours runs it in process. The \`ip -batch\` rows skip what only a plugin does: the temporary name and its rename, two sysctl writes, the reservation file.")
+  NOTES+=("" "macvlan: each call is \`nsenter\` into the throwaway host netns, \`env -i\`, then the plugin or \`ip -batch\`; that harness (nsenter + env, $(ms "$harness") ms here) is paid by every side alike and taken off for the targets. The reference also execs its host-local; ours runs it in process. The \`ip -batch\` rows skip what only a plugin does: the netns id lookup, two sysctl writes, the reservation file.")
   local left
   left=$(ip -n "$c" -brief link show | grep -v '^lo ' || true)
   left+=$(ls "$tmp/mv-ours/benchmv" "$tmp/mv-ref/benchmv" 2>/dev/null | grep -v -e lock -e last_reserved -e '^/' -e '^$' || true)
