@@ -1,8 +1,9 @@
 //! `ipvlan`: the container shares the master's MAC and gets its own addresses on it: an
-//! ipvlan link named `CNI_IFNAME`, created by a socket inside the container netns (no
-//! temporary name and rename, as in the reference: a host link of that name cannot clash). Mirrors the reference ipvlan plugin (FEATURES.md 6.4): keys `master`
-//! (config, else chained: the `prevResult` interface, else the default route's interface),
-//! `mode` (l2, l3, l3s), `mtu`, `linkInContainer`, `ipam` (optional when `prevResult` already
+//! ipvlan link named `CNI_IFNAME`, created by a socket inside the container netns (a host
+//! link of that name cannot clash, without the reference's temporary name and rename).
+//! Mirrors the reference ipvlan plugin (FEATURES.md 6.4): keys `master` (config, else
+//! chained: the `prevResult` interface, else the default route's interface), `mode` (l2, l3,
+//! l3s), `mtu`, `linkInContainer`, `ipam` (optional when `prevResult` already
 //! carries addresses, which are then applied); result interfaces replaced by `[ipvlan]`, the
 //! config's DNS only; `arp_notify` and `ndisc_notify` set.
 //!

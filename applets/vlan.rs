@@ -1,8 +1,9 @@
 //! `vlan`: puts the container on an 802.1Q VLAN of a host NIC: a vlan link on the master
-//! named `CNI_IFNAME`, created by a socket inside the container netns (no temporary name and
-//! rename, as in the reference: a host link of that name cannot clash), addressed by IPAM. Mirrors the reference vlan plugin (FEATURES.md 6.5): keys `master`
-//! (required), `vlanId` (0-4094), `mtu` (at most the master's), `linkInContainer`, `ipam`
-//! (required); result `[vlan]`, the config's DNS only.
+//! named `CNI_IFNAME`, created by a socket inside the container netns (a host link of that
+//! name cannot clash, without the reference's temporary name and rename), addressed by IPAM.
+//! Mirrors the reference vlan plugin (FEATURES.md 6.5): keys `master` (required), `vlanId`
+//! (0-4094), `mtu` (at most the master's), `linkInContainer`, `ipam` (required); result
+//! `[vlan]`, the config's DNS only.
 //!
 //! Beyond the reference (USER-ASKS rows 3, 12, 20): with no `master` and a `prevResult`, the
 //! master is the previous plugin's one host-side interface (chained mode, plugins PR#989);

@@ -5,6 +5,7 @@ more than a plugin call takes on a busy machine). Used by bench/run.sh when pyth
 
 usage: spawn_timer.py RUNS WARMUP REPEAT PREP CALL
   CALL   one plugin call as bench/run.sh's `call` writes it: `VAR=V ... PROGRAM <FILE`
+         (arguments after PROGRAM are passed on: `VAR=V PROGRAM ARG... <FILE`)
   PREP   a shell command run untimed before each run ('' for none)
   REPEAT calls per timed run; above 1, call i gets CNI_CONTAINERID=<id>-<i>
 """
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 
-CALL = re.compile(r"^((?:[A-Z_]+=\S* )+)(\S+) <(\S+)$")
+CALL = re.compile(r"^((?:[A-Z_]+=\S* )+)(\S+(?: [^\s<]+)*) <(\S+)$")
 
 
 def parse(call):
@@ -23,15 +24,15 @@ def parse(call):
     if not m:
         sys.exit(f"spawn_timer: not a plugin call: {call!r}")
     env = dict(kv.split("=", 1) for kv in m.group(1).split())
-    return env, m.group(2), m.group(3)
+    return env, m.group(2).split(), m.group(3)
 
 
-def spawn(prog, env, stdin_path, null):
+def spawn(argv, env, stdin_path, null):
     fd = os.open(stdin_path, os.O_RDONLY)
     try:
         pid = os.posix_spawn(
-            prog,
-            [prog],
+            argv[0],
+            argv,
             env,
             file_actions=[(os.POSIX_SPAWN_DUP2, fd, 0), (os.POSIX_SPAWN_DUP2, null, 1)],
         )
@@ -39,7 +40,7 @@ def spawn(prog, env, stdin_path, null):
     finally:
         os.close(fd)
     if status != 0:
-        sys.exit(f"spawn_timer: {prog} failed ({status}) with {env}")
+        sys.exit(f"spawn_timer: {argv} failed ({status}) with {env}")
 
 
 def main():
