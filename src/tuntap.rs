@@ -222,4 +222,28 @@ mod tests {
         assert!(format!("{e:#}").contains("TUNSETIFF"), "{e:#}");
         nl.delete_link(link.index).unwrap();
     }
+
+    /// Where the context cannot be entered (no SELinux here, or a policy that refuses the
+    /// dyntransition), the child's reason comes back and no device is left.
+    #[test]
+    fn a_context_that_cannot_be_entered_is_a_clear_error() {
+        if selinux_enabled() {
+            return;
+        }
+        let Some(_ns) = crate::testutil::fresh_netns("tap_in_context") else {
+            return;
+        };
+        let spec = TapSpec {
+            name: "tapctx0".into(),
+            ..Default::default()
+        };
+        let e = create_persistent_tap_in_context(&spec, "system_u:system_r:nope_t:s0").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("could not switch to SELinux context"),
+            "{e:#}"
+        );
+        let nl = Handle::new().unwrap();
+        assert!(nl.link_by_name("tapctx0").unwrap().is_none());
+    }
 }
