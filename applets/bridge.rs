@@ -197,7 +197,8 @@ impl Plugin for Bridge {
         });
         errors.note(link);
         errors.note(firewall);
-        errors.note(release_vlan_gateway(&conf));
+        let gateway = conf.is_gateway || conf.is_default_gateway;
+        errors.note(port::release_vlan_gateway(&conf.bridge, conf.vlan, gateway));
         errors.finish()
     }
 
@@ -229,21 +230,6 @@ impl Plugin for Bridge {
 
     fn status(&self, args: &CmdArgs) -> Result<()> {
         podnet::status(args, &Config::load(args)?.net)
-    }
-}
-
-/// After the port is gone: the `<bridge>.<vlan>` gateway that `isGateway` made goes too once
-/// no port carries its VLAN any more. Not for a bridge name or VLAN that ADD would refuse.
-fn release_vlan_gateway(conf: &DelConfig) -> Result<()> {
-    let gateway = conf.is_gateway || conf.is_default_gateway;
-    let vlan = u16::try_from(conf.vlan)
-        .ok()
-        .filter(|v| (1..=4094).contains(v));
-    match vlan {
-        Some(vlan) if gateway && netlink::kinds::valid_ifname(&conf.bridge) => {
-            port::release_vlan_gateway(&Handle::new()?, &conf.bridge, vlan)
-        }
-        _ => Ok(()),
     }
 }
 

@@ -165,8 +165,19 @@ pub(super) fn ensure_vlan_interface(
 /// carries `vlan` (USER-ASKS row 11; the reference never removes it). Only a veth whose peer
 /// is a port of the bridge counts as ours; a missing bridge or gateway is success. A
 /// concurrent ADD in the same VLAN has joined its port before it looks for the gateway, so
-/// it is counted; if it found the gateway just before, its ADD fails and is retried.
-pub(super) fn release_vlan_gateway(host: &Handle, bridge: &str, vlan: u16) -> Result<()> {
+/// it is counted; if it found the gateway just before, its ADD fails and rolls back.
+/// Nothing for a config without `isGateway`, or with a bridge name or VLAN that ADD refuses.
+pub(super) fn release_vlan_gateway(bridge: &str, vlan: i64, is_gateway: bool) -> Result<()> {
+    let vlan = u16::try_from(vlan).ok().filter(|v| (1..=4094).contains(v));
+    match vlan {
+        Some(vlan) if is_gateway && netlink::kinds::valid_ifname(bridge) => {
+            remove_unused_gateway(&Handle::new()?, bridge, vlan)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn remove_unused_gateway(host: &Handle, bridge: &str, vlan: u16) -> Result<()> {
     let (Some(br), Some(gw)) = (
         host.link_by_name(bridge)?,
         host.link_by_name(&format!("{bridge}.{vlan}"))?,

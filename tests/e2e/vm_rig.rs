@@ -8,6 +8,7 @@ use crate::support::bridge_vlan::kernel_supports_vlan_filtering;
 use crate::support::pci_nic::{LentNic, pci_netdevs};
 use crate::support::traffic::ping;
 use crate::support::{TestNs, kernel_supports, require_root, skip};
+use std::process::Command;
 use std::time::Duration;
 
 /// Set by tests/vm/guest.sh: this process runs inside the VM.
@@ -52,7 +53,10 @@ fn pci_nics_move_into_namespaces_and_carry_frames() {
     let nics = pci_netdevs();
     let addrs: Vec<&str> = nics.iter().map(|(pci, _)| pci.as_str()).collect();
     assert_eq!(addrs, ["0000:00:04.0", "0000:00:05.0"], "{nics:?}");
-    let (a, b) = (TestNs::new("nic-a"), TestNs::new("nic-b"));
+    // `a` also mounts a sysfs of its own, which lists the NIC it holds under its PCI function
+    // (the VM's /sys shows the VM's namespace): what host-device by `pciBusID` reads.
+    let a = TestNs::with_mounts("nic-a", "mount -t sysfs sysfs /sys");
+    let b = TestNs::new("nic-b");
     {
         let lent = [
             LentNic::lend(&nics[0].0, &nics[0].1, &a),
@@ -71,6 +75,21 @@ fn pci_nics_move_into_namespaces_and_carry_frames() {
             ping(&a, "192.0.2.2", Duration::from_secs(20)),
             "no reply over the QEMU hub between the two PCI NICs"
         );
+        let seen = Command::new("nsenter")
+            .arg(format!("--net={}", a.path().display()))
+            .arg(format!("--mount={}", a.mount_path().display()))
+            .args(["ls", &format!("/sys/bus/pci/devices/{}/net", nics[0].0)])
+            .output()
+            .expect("run nsenter");
+        assert_eq!(
+            String::from_utf8_lossy(&seen.stdout).trim(),
+            "nic0",
+            "{seen:?}"
+        );
+        let vm_view = std::fs::read_dir(lent[0].sysfs().join("net"))
+            .unwrap()
+            .count();
+        assert_eq!(vm_view, 0, "the VM's own /sys no longer lists it");
     }
     assert_eq!(
         pci_netdevs(),

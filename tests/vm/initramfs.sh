@@ -23,7 +23,7 @@ declare -A path_of=() seen=()
 order=()
 while IFS=: read -r ko _; do
     name=${ko##*/}
-    name=${name%.ko}
+    name=${name%.ko*}
     path_of[${name//-/_}]=$ko
 done <"$mods/modules.dep"
 
@@ -41,7 +41,7 @@ resolve() {
     read -r -a deps <<<"$(grep "^$ko:" "$mods/modules.dep" | cut -d: -f2)"
     for ((i = ${#deps[@]} - 1; i >= 0; i--)); do
         dep=${deps[i]##*/}
-        resolve "${dep%.ko}"
+        resolve "${dep%.ko*}"
     done
     order+=("$name")
 }
@@ -53,7 +53,16 @@ mkdir -p "$root"/{bin,dev,proc,sys,modules}
 cp "$busybox" "$root/bin/busybox"
 cp "$here/init" "$root/init"
 chmod 0755 "$root/init"
-for m in "${order[@]}"; do cp "$mods/${path_of[$m]}" "$root/modules/$m.ko"; done
+# Stored uncompressed: busybox's insmod may not read .ko.xz/.ko.zst (newer Debian kernels).
+for m in "${order[@]}"; do
+    src=$mods/${path_of[$m]}
+    case $src in
+    *.ko.xz) xz -dc "$src" ;;
+    *.ko.zst) zstd -qdc "$src" ;;
+    *.ko.gz) gzip -dc "$src" ;;
+    *) cat "$src" ;;
+    esac >"$root/modules/$m.ko"
+done
 for m in "${order[@]}"; do echo "$m ${params[$m]:-}"; done >"$root/modules.order"
 (cd "$root" && find . | LC_ALL=C sort | "$busybox" cpio -o -H newc -R 0:0 2>/dev/null) >"$out.$$.tmp"
 mv "$out.$$.tmp" "$out"

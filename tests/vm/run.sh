@@ -8,13 +8,13 @@
 # Each PREFIX selects the e2e tests whose names start with it (`vrf::` is the module vrf, not
 # also `ipvrf::`); they run with --exact. `lib:PREFIX` selects the library's unit tests.
 #
-# How: cargo builds the e2e test binary as usual; QEMU (TCG: no nested KVM here) boots the
+# How: cargo builds the test binaries as usual; QEMU (TCG: no nested KVM here) boots the
 # kernel with a tiny initramfs (busybox + the modules of tests/vm/modules, built once per input
 # into target/vm/ by initramfs.sh); the guest mounts this machine's root read-only over 9p
 # under a tmpfs overlay, so the test binary, the tools it runs (ip, unshare, nsenter, bash, ...)
-# and the repository are all at the same paths as here; it runs `e2e --test-threads=1
-# FILTER...` (tests/vm/guest.sh) and writes the output and exit status into a shared job
-# folder. The VM has two e1000 PCI NICs on a QEMU hub of their own: frames never leave QEMU.
+# and the repository are all at the same paths as here; it runs `e2e --test-threads=1 --exact
+# TEST...` (tests/vm/guest.sh) and writes the output and exit status into a job folder shared
+# over 9p (no parsing of a serial console that kernel messages may interleave). The VM has two e1000 PCI NICs on a QEMU hub of their own: frames never leave QEMU.
 #
 # A skip ("skipped: ...", exit 0) only where the VM cannot start (no QEMU, no kernel); under CI
 # (CI set and not "false") that is a failure. A prefix that names no test is reported, not an

@@ -4,7 +4,9 @@
 //! [`LentNic`] moves one into a test namespace and gives it back on drop.
 //!
 //! Note: /sys/bus/pci/devices/*/net lists the netdevs of the namespace that mounted /sys (in
-//! the VM: the VM's own), not of the reader's; `ip -d link` shows `parentdev` instead.
+//! the VM: the VM's own), not of the reader's. A fake host made with
+//! `TestNs::with_mounts(label, "mount -t sysfs sysfs /sys")` and entered with `nsenter --net
+//! --mount` sees the NIC it holds there (vm_rig tests this); `ip -d link` shows `parentdev`.
 
 use super::netns::TestNs;
 use std::path::PathBuf;
