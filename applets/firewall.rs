@@ -24,7 +24,7 @@
 use crate::dbus::DEFAULT_SYSTEM_BUS;
 use crate::error::{ErrorList, bad_config};
 use crate::netfilter::firewall::{
-    self, DEFAULT_ADMIN_CHAIN, IngressPolicy, Owner, Rules, firewalld, host_prefix, iptables,
+    self, DEFAULT_ADMIN_CHAIN, IngressPolicy, Owner, Rules, Used, firewalld, host_prefix, iptables,
     nftables, state,
 };
 use crate::netfilter::iptables::Iptables;
@@ -47,6 +47,16 @@ enum Backend {
     Netfilter(BackendKind),
     /// firewalld over D-Bus.
     Firewalld,
+}
+
+impl Backend {
+    /// The config spelling, as the state file records it.
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Netfilter(kind) => kind.name(),
+            Backend::Firewalld => "firewalld",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -115,12 +125,13 @@ impl Plugin for Firewall {
         let rules = rules_of(&conf, args, &prev)?;
         let dir = conf.data_dir();
         let mut rollback = Rollback::new();
-        state::save(&dir, &rules.owner, &rules.ips).context("record the container addresses")?;
+        state::save(&dir, &rules.owner, &rules.ips, backend.name())
+            .context("record the container addresses")?;
         rollback.push("firewall state", || {
             state::remove(&dir, &owner_of(&conf, args))
         });
         rollback.push("firewall rules", || {
-            firewall::teardown(&owner_of(&conf, args), &rules.ips)
+            firewall::teardown(&owner_of(&conf, args), &rules.ips, Used::ALL)
         });
         if backend == Backend::Firewalld {
             rollback.push("firewalld sources", || {
@@ -136,7 +147,8 @@ impl Plugin for Firewall {
         let conf: Config = args.config()?;
         let owner = owner_of(&conf, args);
         let dir = conf.data_dir();
-        let mut ips = state::load(&dir, &owner);
+        let record = state::load(&dir, &owner);
+        let mut ips = record.as_ref().map(|r| r.ips.clone()).unwrap_or_default();
         // A prevResult that does not parse must not block DEL: the record still names the
         // addresses.
         if let Ok(Some(prev)) = conf.net.prev_result() {
@@ -144,9 +156,18 @@ impl Plugin for Firewall {
         }
         ips.sort();
         ips.dedup();
+        // What the record names, or everything when there is none (rules of the reference, or
+        // of an ADD before the record existed).
+        let backends = record.map(|r| r.backends).unwrap_or_default();
         let mut errors = ErrorList::new();
-        errors.note(firewall::teardown(&owner, &ips));
-        errors.note(firewalld::remove(bus_address(args), conf.zone(), &ips));
+        errors.note(firewall::teardown(
+            &owner,
+            &ips,
+            Used::from_names(&backends),
+        ));
+        if backends.is_empty() || backends.iter().any(|b| b == "firewalld") {
+            errors.note(firewalld::remove(bus_address(args), conf.zone(), &ips));
+        }
         if errors.is_empty() {
             errors.note(state::remove(&dir, &owner));
         }

@@ -116,11 +116,39 @@ pub fn host_prefix(ip: &IpNet) -> IpNet {
     IpNet::from(ip.addr())
 }
 
-/// Removes the rules of `owner` (with the addresses `ips` it was given) from both backends.
-/// A backend that is not usable here is skipped silently.
-pub fn teardown(owner: &Owner<'_>, ips: &[IpNet]) -> Result<()> {
+/// Which netfilter backends teardown looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Used {
+    /// iptables (per-address rules in `CNI-FORWARD`).
+    pub iptables: bool,
+    /// nftables (rules of the owner in `inet cni_plugins_firewall`).
+    pub nftables: bool,
+}
+
+impl Used {
+    /// Both: nothing says which one made the rules.
+    pub const ALL: Used = Used {
+        iptables: true,
+        nftables: true,
+    };
+
+    /// The netfilter backends among recorded backend names; both when none is recorded.
+    pub fn from_names(names: &[String]) -> Used {
+        if names.is_empty() {
+            return Used::ALL;
+        }
+        Used {
+            iptables: names.iter().any(|n| n == "iptables"),
+            nftables: names.iter().any(|n| n == "nftables"),
+        }
+    }
+}
+
+/// Removes the rules of `owner` (with the addresses `ips` it was given) from the backends in
+/// `used`. A backend that is not usable here is skipped silently.
+pub fn teardown(owner: &Owner<'_>, ips: &[IpNet], used: Used) -> Result<()> {
     let mut errors = ErrorList::new();
-    for family in IpFamily::present(ips) {
+    for family in IpFamily::present(ips).into_iter().filter(|_| used.iptables) {
         let ipt = super::iptables::Iptables::new(family);
         let family_ips: Vec<IpNet> = ips
             .iter()
@@ -133,7 +161,8 @@ pub fn teardown(owner: &Owner<'_>, ips: &[IpNet]) -> Result<()> {
             errors.note::<()>(Err(e.context("remove firewall rules with iptables")));
         }
     }
-    if let Err(e) = nftables::teardown(owner)
+    if used.nftables
+        && let Err(e) = nftables::teardown(owner)
         && super::nftables::Nft::usable()
     {
         errors.note::<()>(Err(e.context("remove firewall rules with nftables")));
@@ -160,7 +189,8 @@ pub fn gc(
             container_id: &s.container_id,
             ifname: &s.ifname,
         };
-        let done = teardown(&owner, &s.ips).and_then(|()| also(&s.ips));
+        let used = Used::from_names(&s.backends);
+        let done = teardown(&owner, &s.ips, used).and_then(|()| also(&s.ips));
         if done.is_ok() {
             errors.note(state::remove(data_dir, &owner));
         }

@@ -1,7 +1,8 @@
 //! What an attachment's firewall ADD gave it, kept so that DEL and GC work without
 //! `prevResult`: one JSON file per attachment, `<dataDir>/<network>/<containerID>_<ifname>.json`,
-//! holding the container ID, interface and host addresses. Written (temp file + rename)
-//! before any rule is made, removed by DEL. The reference keeps nothing: its DEL without
+//! holding the container ID, interface, host addresses and the backends that made rules for
+//! it (each ADD adds to both lists, so a network switched from one backend to another is torn
+//! down in both). Written (temp file + rename) before any rule is made, removed by DEL. The reference keeps nothing: its DEL without
 //! `prevResult` removes nothing.
 
 use super::Owner;
@@ -25,6 +26,9 @@ pub struct Record {
     pub ifname: String,
     /// The host prefixes the rules were made for.
     pub ips: Vec<IpNet>,
+    /// The backends used (`iptables`, `nftables`, `firewalld`).
+    #[serde(default)]
+    pub backends: Vec<String>,
 }
 
 fn net_dir(dir: &Path, network: &str) -> PathBuf {
@@ -35,29 +39,34 @@ fn file(dir: &Path, o: &Owner<'_>) -> PathBuf {
     net_dir(dir, o.network).join(format!("{}_{}.json", o.container_id, o.ifname))
 }
 
-/// Records the addresses of `o`.
-pub fn save(dir: &Path, o: &Owner<'_>, ips: &[IpNet]) -> Result<()> {
+/// Records that `backend` made rules of `o` for `ips`, on top of what was recorded before.
+pub fn save(dir: &Path, o: &Owner<'_>, ips: &[IpNet], backend: &str) -> Result<()> {
     let path = file(dir, o);
     let parent = net_dir(dir, o.network);
     std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
-    let rec = Record {
+    let mut rec = load(dir, o).unwrap_or(Record {
         container_id: o.container_id.into(),
         ifname: o.ifname.into(),
-        ips: ips.to_vec(),
-    };
+        ips: Vec::new(),
+        backends: Vec::new(),
+    });
+    rec.ips.extend(ips);
+    rec.ips.sort();
+    rec.ips.dedup();
+    if !rec.backends.iter().any(|b| b == backend) {
+        rec.backends.push(backend.into());
+    }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(&rec)?)
         .with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("rename to {}", path.display()))
 }
 
-/// The addresses recorded for `o`; none when there is no (readable) record.
-pub fn load(dir: &Path, o: &Owner<'_>) -> Vec<IpNet> {
+/// The record of `o`; `None` when there is no (readable) record.
+pub fn load(dir: &Path, o: &Owner<'_>) -> Option<Record> {
     std::fs::read(file(dir, o))
         .ok()
         .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-        .map(|r| r.ips)
-        .unwrap_or_default()
 }
 
 /// Forgets `o`; no record is success.
@@ -109,9 +118,14 @@ mod tests {
             ifname: "eth0",
         };
         let ips: Vec<IpNet> = vec!["10.0.0.2/32".parse().unwrap()];
-        assert!(load(dir.path(), &o).is_empty());
-        save(dir.path(), &o, &ips).unwrap();
-        assert_eq!(load(dir.path(), &o), ips);
+        assert!(load(dir.path(), &o).is_none());
+        save(dir.path(), &o, &ips, "iptables").unwrap();
+        let more: IpNet = "10.0.0.3/32".parse().unwrap();
+        save(dir.path(), &o, &[more], "nftables").unwrap();
+        save(dir.path(), &o, &[more], "nftables").unwrap();
+        let rec = load(dir.path(), &o).unwrap();
+        assert_eq!(rec.ips, [ips[0], more], "each ADD adds");
+        assert_eq!(rec.backends, ["iptables", "nftables"]);
         let valid = [Attachment {
             container_id: "c1".into(),
             ifname: "eth0".into(),
@@ -119,10 +133,10 @@ mod tests {
         assert!(stale(dir.path(), "net", &valid).unwrap().is_empty());
         let gone = stale(dir.path(), "net", &[]).unwrap();
         assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].ips, ips);
+        assert_eq!(gone[0].ips, [ips[0], more]);
         assert!(stale(dir.path(), "other", &[]).unwrap().is_empty());
         remove(dir.path(), &o).unwrap();
         remove(dir.path(), &o).unwrap();
-        assert!(load(dir.path(), &o).is_empty());
+        assert!(load(dir.path(), &o).is_none());
     }
 }
