@@ -394,6 +394,10 @@ fn prop_host_local_config(input: &[u8]) -> Result<(), String> {
     let Ok(net) = serde_json::from_slice::<NetConf>(input) else {
         return Ok(());
     };
+    // skel refuses an unknown version (code 1) before any applet parses its config.
+    if !crate::types::version::is_known(&net.cni_version) && !net.cni_version.is_empty() {
+        return Ok(());
+    }
     for args in ["", "IP=10.1.2.3", "IP=nonsense;K8S_POD_NAME=x"] {
         let args = CniArgs::parse(args).unwrap();
         if let Err(e) = HostLocalConfig::load(&net, &args) {

@@ -219,7 +219,8 @@ pub fn run(name: &str, plugin: &dyn Plugin, env: &Env, io: Io<'_>) -> u8 {
         }
     };
     let _ = writeln!(stderr, "{name}: {err}");
-    let wire_version = if version_seen.is_empty() {
+    // An error is reported in the config's version only when that is one we know.
+    let wire_version = if version_seen.is_empty() || !version::is_known(&version_seen) {
         version::CURRENT
     } else {
         &version_seen
@@ -394,8 +395,9 @@ fn parse_config_head(data: &[u8]) -> anyhow::Result<String> {
 
 /// Version gating (FEATURES.md 2.1 steps 5 and 6).
 fn gate_version(plugin: &dyn Plugin, command: Command, raw: &str) -> anyhow::Result<()> {
-    let v = Version::parse(raw)?;
     let supported = plugin.versions();
+    // Membership first: a malformed version ("../x") is an unsupported one, code 1 as in the
+    // reference, not a decoding failure.
     if !supported.contains(&effective_version(raw)) {
         return Err(
             CniError::new(code::INCOMPATIBLE_VERSION, "incompatible CNI versions")
@@ -407,6 +409,7 @@ fn gate_version(plugin: &dyn Plugin, command: Command, raw: &str) -> anyhow::Res
                 .into(),
         );
     }
+    let v = Version::parse(raw)?;
     let needed = match command {
         Command::Check => Some(Version::V0_4_0),
         Command::Gc | Command::Status => Some(Version::V1_1_0),

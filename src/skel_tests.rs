@@ -296,9 +296,20 @@ fn unsupported_version_is_code_1_with_details() {
     assert_eq!(call(&p, &env("ADD"), &conf("1.0.0")).err_code(), 1);
 }
 
+/// A malformed version is an unsupported one, code 1, as the reference answers (found by the
+/// fuzzer: it was code 6 here), and the error names a version we know, not the garbage.
 #[test]
-fn unparsable_version_is_code_6() {
-    assert_eq!(call(&Fake::new(), &env("ADD"), &conf("one")).err_code(), 6);
+fn unparsable_version_is_code_1_as_the_reference() {
+    for bad in ["one", "../../etc/passwd", "1.0.0-rc1"] {
+        let o = call(&Fake::new(), &env("ADD"), &conf(bad));
+        assert_eq!(o.err_code(), 1, "{bad}");
+        assert_eq!(o.msg(), "incompatible CNI versions");
+        assert_eq!(
+            o.json()["cniVersion"],
+            crate::types::version::CURRENT,
+            "{bad}"
+        );
+    }
 }
 
 #[test]
