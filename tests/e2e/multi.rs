@@ -360,3 +360,28 @@ fn a_users_own_shim_is_used_and_left_alone() {
     rig.pair.host.ip(&["link", "del", SHIM]);
     assert_eq!(rig.residue(), Vec::<String>::new());
 }
+
+/// Spec 0.1.0 and 0.2.0: a result has room for one address per family only, so the merged
+/// result reports eth0's (the pod IP a runtime reads); both interfaces are still made and
+/// removed. DEL without prevResult in these versions, twice.
+fn legacy_lifecycle(version: &str) {
+    if !require_root() {
+        return;
+    }
+    let rig = Rig::new(&format!("multi-l{}", version.replace('.', "")));
+    let ctr = rig.pair.container.path().to_str().unwrap().to_string();
+    let conf = rig.conf(version, rig.lan_plugins());
+    let add = rig.call("ADD", "pod1", &ctr, &conf);
+    let result = add.result().clone();
+    assert_eq!(result["cniVersion"], version);
+    let ip4 = result["ip4"]["ip"].as_str().expect("ip4");
+    assert!(ip4.starts_with("10.77."), "{result}");
+    let mut names = rig.pair.container.link_names();
+    names.sort();
+    assert_eq!(names, ["eth0", "lo", "net1"]);
+    rig.call("DEL", "pod1", &ctr, &conf).ok();
+    rig.call("DEL", "pod1", &ctr, &conf).ok();
+    assert_eq!(rig.residue(), Vec::<String>::new(), "left after DEL");
+}
+
+tests_of!(legacy_lifecycle: legacy_lifecycle_0_1_0 = "0.1.0", legacy_lifecycle_0_2_0 = "0.2.0");
