@@ -299,3 +299,47 @@ fn pods_on_two_vxlan_nodes_reach_each_other() {
         assert!(host_veths(&n.host).is_empty());
     }
 }
+
+/// The delegate is our own bridge (and its host-local): both run inside the flannel process,
+/// `strace -f` sees one execve.
+#[test]
+fn the_delegate_runs_in_process() {
+    if !require_root() {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/strace").is_file() {
+        skip!("strace not installed");
+    }
+    let pair = Pair::new("fl-inproc");
+    let dir = TempDir::new("flannel-inproc");
+    dir.write("subnet.env", V4_ENV);
+    let log = dir.join("strace.log");
+    let c = conf(&dir, "1.1.0");
+    let out = crate::support::Cni::new(crate::support::Farm::shared(), "flannel")
+        .command("ADD")
+        .container_id("inproc")
+        .netns(pair.container.path())
+        .ifname("eth0")
+        .config(&c)
+        .under([
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve",
+            "-o",
+            log.to_str().unwrap(),
+        ])
+        .run_in(&pair.host);
+    assert_eq!(result_addresses(out.result()), ["10.1.17.2/24"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let execs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("execve(") && !l.contains("resumed>"))
+        .collect();
+    assert_eq!(execs.len(), 1, "only flannel itself: {execs:#?}");
+    assert!(execs[0].contains("/flannel\""), "{execs:?}");
+    Attachment::ours("flannel", "inproc", pair.container.path(), "eth0")
+        .run(&pair.host, "DEL", &c)
+        .ok();
+}
