@@ -343,3 +343,33 @@ fn the_delegate_runs_in_process() {
         .run(&pair.host, "DEL", &c)
         .ok();
 }
+
+/// GC runs the delegate built from the current subnet.env with the runtime's list: host-local
+/// releases what no valid attachment holds.
+#[test]
+fn gc_reaches_host_local_through_the_delegate() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("fl-gc");
+    let second = TestNs::new("fl-gc-ctr2");
+    let dir = TempDir::new("flannel-gc");
+    dir.write("subnet.env", V4_ENV);
+    let c = conf(&dir, "1.1.0");
+    let keep = Attachment::ours("flannel", "keep", pair.container.path(), "eth0");
+    let stale = Attachment::ours("flannel", "stale", second.path(), "eth0");
+    keep.run(&pair.host, "ADD", &c).ok();
+    stale.run(&pair.host, "ADD", &c).ok();
+    assert_eq!(held(&dir), ["10.1.17.2", "10.1.17.3"]);
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    keep.run(&pair.host, "GC", &gc).ok();
+    assert_eq!(
+        held(&dir),
+        ["10.1.17.2"],
+        "the stale reservation is released"
+    );
+    keep.run(&pair.host, "DEL", &c).ok();
+    stale.run(&pair.host, "DEL", &c).ok();
+    assert!(held(&dir).is_empty());
+}
