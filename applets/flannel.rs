@@ -94,6 +94,8 @@ impl Plugin for Flannel {
         let path = save(&conf.data_dir, &args.container_id, &bytes)?;
         let sub = with_stdin(args, bytes);
         let mut rollback = Rollback::new();
+        // The file goes only once the delegate's DEL succeeded: otherwise the runtime's DEL
+        // still finds it and retries the cleanup (upstream keeps it in every case).
         rollback.push(format!("saved delegate config {}", path.display()), || {
             exec::delegate(Command::Del, &kind, &sub)?;
             remove(&path)

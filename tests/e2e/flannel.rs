@@ -373,3 +373,28 @@ fn gc_reaches_host_local_through_the_delegate() {
     stale.run(&pair.host, "DEL", &c).ok();
     assert!(held(&dir).is_empty());
 }
+
+/// A delegate ADD that fails (an MTU no veth takes) is undone: the delegate's DEL runs, the
+/// saved file goes, nothing is left in the host or the IPAM store.
+#[test]
+fn a_failed_delegate_add_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("fl-fail");
+    let dir = TempDir::new("flannel-fail");
+    dir.write("subnet.env", V4_ENV);
+    let mut c = conf(&dir, "1.1.0");
+    c["delegate"]["mtu"] = json!(70000);
+    let at = Attachment::ours("flannel", "ctr-fail", pair.container.path(), "eth0");
+    let out = at.run(&pair.host, "ADD", &c);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        saved(&dir, "ctr-fail").is_none(),
+        "the saved file is removed"
+    );
+    assert!(host_veths(&pair.host).is_empty());
+    assert!(pair.container.link("eth0").is_none());
+    assert!(held(&dir).is_empty());
+    at.run(&pair.host, "DEL", &c).ok();
+}
