@@ -281,8 +281,15 @@ fn tls_with_client_certificates_and_failover() {
     // A dead endpoint first: the client fails over to the live one.
     let eps = vec!["https://127.0.0.7:2379".to_string(), etcd.endpoint(0)];
     let tls = json!({"etcdCACert": pki.ca, "etcdCert": pki.client.0, "etcdKey": pki.client.1});
-    let c = conf(&eps, "n1", "10.66.0.0/24", tls);
-    assert_eq!(address(&call(&etcd, &ctr, "ADD", "t1", &c)), "10.66.0.2/24");
+    let mut c = conf(&eps, "n1", "10.66.0.0/24", tls);
+    let resolv = pki_dir.write(
+        "resolv.conf",
+        "nameserver 10.66.0.53\nsearch cluster.local\n",
+    );
+    c["ipam"]["resolvConf"] = json!(resolv);
+    let added = call(&etcd, &ctr, "ADD", "t1", &c);
+    assert_eq!(address(&added), "10.66.0.2/24");
+    assert_eq!(added.result()["dns"]["nameservers"], json!(["10.66.0.53"]));
     assert_eq!(etcd.keys(IPS), [format!("{IPS}10.66.0.2")]);
     let anonymous = conf(&eps, "n1", "10.66.0.0/24", json!({"etcdCACert": pki.ca}));
     let refused = call(&etcd, &ctr, "ADD", "t2", &anonymous);
