@@ -1,7 +1,8 @@
 //! `cluster-ipam`: IPAM for a whole cluster, its pool kept in etcd v3 (the role whereabouts or
-//! calico-ipam play). Ranges, routes and requested addresses are host-local's keys and the
-//! host-local allocator runs unchanged over [`EtcdStore`], so two nodes can never hand out one
-//! address (each reservation is one compare-and-create transaction). Its own keys, in `ipam`:
+//! calico-ipam play). Ranges, routes, `resolvConf` and requested addresses are host-local's
+//! keys and the host-local allocator runs unchanged over [`EtcdStore`], so two nodes can never
+//! hand out one address (each reservation is one compare-and-create transaction). Its own
+//! keys, in `ipam`:
 //! `etcdEndpoints` (URLs, failed over in order), `etcdCACert`/`etcdCert`/`etcdKey` (PEM files
 //! for TLS with a client certificate), `etcdPrefix` (default `/cni-multi/ipam/`), `exclude`
 //! (CIDRs never handed out) and `nodeName` (default: the host name).
@@ -14,7 +15,7 @@
 use crate::error::{CniError, ErrorList, bad_config, code};
 use crate::etcd::{self, Client};
 use crate::ipam::allocator::{allocate, free_addresses, release};
-use crate::ipam::config::{HostLocalConfig, get_str, ipam_section};
+use crate::ipam::config::{HostLocalConfig, get_str, ipam_section, read_resolv_conf};
 use crate::ipam::etcd::EtcdStore;
 use crate::ipam::exclude::{Exclude, Excluding};
 use crate::ipam::{RangeSet, Store};
@@ -68,9 +69,14 @@ impl Plugin for ClusterIpam {
             &args.ifname,
             &requested,
         )?;
+        let dns = match &pool.resolv_conf {
+            Some(path) => read_resolv_conf(path)?,
+            None => Default::default(),
+        };
         Ok(CniResult {
             ips,
             routes: pool.routes,
+            dns,
             ..Default::default()
         })
     }

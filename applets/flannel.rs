@@ -3,7 +3,7 @@
 //! (bridge + host-local by default: `isGateway`, `ipMasq` = not `FLANNEL_IPMASQ`, the MTU,
 //! one host-local range set per family, routes to the flannel networks), merges the user's
 //! `delegate` object over it, saves it as `<dataDir>/<containerID>` (the reference's file:
-//! the delegate's JSON, keys sorted) and delegates ADD (in process when the delegate is ours).
+//! the delegate's JSON, keys sorted; renamed into place, not fsynced) and delegates ADD (in process when the delegate is ours).
 //! DEL runs the delegate with exactly that saved file, so it works when subnet.env is gone and
 //! for containers the reference plugin ADDed.
 //!
@@ -94,6 +94,8 @@ impl Plugin for Flannel {
         let path = save(&conf.data_dir, &args.container_id, &bytes)?;
         let sub = with_stdin(args, bytes);
         let mut rollback = Rollback::new();
+        // The file goes only once the delegate's DEL succeeded: otherwise the runtime's DEL
+        // still finds it and retries the cleanup (upstream keeps it in every case).
         rollback.push(format!("saved delegate config {}", path.display()), || {
             exec::delegate(Command::Del, &kind, &sub)?;
             remove(&path)
@@ -345,8 +347,12 @@ fn delegate_ipam(conf: &Conf, env: &SubnetEnv) -> anyhow::Result<Map<String, Val
     Ok(ipam)
 }
 
-/// Writes `<dir>/<id>` (dir mode 0700, file 0600) and syncs it, as upstream's
-/// `saveScratchNetConf`.
+/// Writes `<dir>/<id>` (dir mode 0700, file 0600) as upstream's `saveScratchNetConf`, but
+/// through a temporary name renamed into place and without upstream's fsync: a reader never
+/// sees half a file, and, as for host-local's reservations (src/ipam/disk.rs), durability
+/// across a host crash buys nothing (the pods do not survive it) while the fsync doubled the
+/// ADD's time. A file lost or torn by a crash makes DEL a no-op, as upstream's DEL of an
+/// unreadable file is.
 fn save(dir: &Path, id: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     if id.is_empty() || id.contains('/') || id == "." || id == ".." {
         return Err(CniError::new(
@@ -361,16 +367,19 @@ fn save(dir: &Path, id: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(id);
-    let mut f = std::fs::OpenOptions::new()
+    let tmp = dir.join(format!(".{id}.{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
     Ok(path)
 }
 

@@ -1,6 +1,7 @@
 # bench/cluster.sh, sourced by bench/run.sh: the cluster-scope applets.
 # section_flannel: flannel + bridge + host-local ADD against the same bridge + host-local ADD
-#   flannel would generate, both ours, in a throwaway host netns $ns-fl (target: within 1.2x).
+#   flannel would generate, both ours, in a throwaway host netns $ns-fl, timed interleaved by
+#   bench/ab_timer.py (target: within 1.2x).
 # section_etcd_ipam: cluster-ipam ADD against a single-member etcd in a throwaway netns
 #   $ns-etcd, against one `etcdctl txn` exec doing the same compare-and-create on one key
 #   (target: faster), and the etcd WAL fsync mean from its /metrics as the floor.
@@ -21,14 +22,12 @@ section_flannel() {
   printf '{"cniVersion": "1.0.0", "name": "benchfl", "type": "bridge", "bridge": "benchfl0", "isGateway": true, "ipMasq": false, "mtu": 1450, "ipam": {"type": "host-local", "dataDir": "%s", "ranges": [[{"subnet": "10.244.7.0/24"}]], "routes": [{"dst": "10.244.0.0/16"}]}}\n' \
     "$d/ipam" >"$d/bridge.json"
   ip netns add "$ns-fl"
-  add=$(fl_call flannel ADD "$d/flannel.json")
-  del=$(fl_call flannel DEL "$d/flannel.json")
-  f=$(median_us "$add" "$del")
-  sh -c "$del"
-  add=$(fl_call bridge ADD "$d/bridge.json")
-  del=$(fl_call bridge DEL "$d/bridge.json")
-  b=$(median_us "$add" "$del")
-  sh -c "$del"
+  # Interleaved (one flannel ADD, one bridge ADD, ...): on a shared machine the load moves
+  # more between two blocks of runs than the difference being measured.
+  read -r f b < <(python3 "$top/bench/ab_timer.py" "$runs" \
+    "$(fl_call flannel ADD "$d/flannel.json")" "$(fl_call flannel DEL "$d/flannel.json")" \
+    "$(fl_call bridge ADD "$d/bridge.json")" "$(fl_call bridge DEL "$d/bridge.json")")
+  sh -c "$(fl_call flannel DEL "$d/flannel.json"); $(fl_call bridge DEL "$d/bridge.json")"
   add_row "flannel + bridge + host-local ADD (ours; reference column: our bridge + host-local)" 2 "$f" "$b"
   target "flannel ADD $(ratio "$f" "$b")x of bridge + host-local ADD (<= 1.2x)" "$((f * 10 <= b * 12))"
   local left

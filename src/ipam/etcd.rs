@@ -103,10 +103,10 @@ impl EtcdStore {
                     owner: serde_json::from_slice(&kv.value).ok(),
                     raw: kv.value,
                 });
-            } else if let Some(set) = key.strip_prefix(&last_prefix).and_then(|s| s.parse().ok()) {
-                if let Ok(ip) = String::from_utf8_lossy(&kv.value).parse() {
-                    last.insert(set, ip);
-                }
+            } else if let Some(set) = key.strip_prefix(&last_prefix).and_then(|s| s.parse().ok())
+                && let Ok(ip) = String::from_utf8_lossy(&kv.value).parse()
+            {
+                last.insert(set, ip);
             }
         }
         out.sort_by_key(|e| e.ip);

@@ -186,7 +186,7 @@ mod tests {
             got.push(ips.unwrap()[0].address.addr().to_string());
         }
         assert_eq!(got, ["10.0.0.4", "10.0.0.5", "10.0.0.6"]);
-        assert!(allocate(&mut store, &[s.clone()], "c9", "eth0", &[None]).is_err());
+        assert!(allocate(&mut store, std::slice::from_ref(&s), "c9", "eth0", &[None]).is_err());
         let left = free_addresses(&s, &mem.list().unwrap()) - e.count_in(&s);
         assert_eq!(left, 0);
     }

@@ -1,6 +1,6 @@
 //! cluster-ipam against a real etcd (Debian's etcd-server 3.4, see `etcd_rig`): three fake
-//! nodes allocating 300 addresses concurrently from one pool through a member failure (no
-//! duplicate, 300 keys by etcdctl), etcd down (ADD fails leaving nothing, DEL fails loudly
+//! nodes allocating 300 addresses concurrently from one pool while the raft leader is killed
+//! halfway (no duplicate, 300 keys by etcdctl), etcd down (ADD fails leaving nothing, DEL fails loudly
 //! and succeeds later), GC per node, exclude and STATUS, every spec version, and TLS with
 //! client certificates.
 
@@ -9,6 +9,8 @@ use crate::podnet::VERSIONS;
 use crate::support::{Cni, Farm, Outcome, TempDir, TestNs, require_root};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 const IPS: &str = "/cni-multi/ipam/pool/ips/";
 
@@ -41,21 +43,28 @@ fn address(out: &Outcome) -> String {
         .to_string()
 }
 
-/// `count` ADDs split over three nodes with two workers each, all at once.
-fn allocate_concurrently(etcd: &Etcd, ctr: &TestNs, from: usize, count: usize) -> Vec<String> {
-    let eps = etcd.endpoints();
+/// `count` ADDs split over three nodes with two workers each, all at once; `done` counts the
+/// finished ones.
+fn allocate_concurrently(
+    eps: &[String],
+    etcd: &Etcd,
+    ctr: &TestNs,
+    count: usize,
+    done: &AtomicUsize,
+) -> Vec<String> {
     let per = count / 6;
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..6)
             .map(|w| {
-                let eps = &eps;
                 s.spawn(move || {
                     let node = format!("node{}", w % 3);
                     let c = conf(eps, &node, "10.60.0.0/22", json!({}));
                     (0..per)
                         .map(|k| {
-                            let cid = format!("ctr-{}", from + w * per + k);
-                            address(&call(etcd, ctr, "ADD", &cid, &c))
+                            let cid = format!("ctr-{}", w * per + k);
+                            let a = address(&call(etcd, ctr, "ADD", &cid, &c));
+                            done.fetch_add(1, Ordering::SeqCst);
+                            a
                         })
                         .collect::<Vec<_>>()
                 })
@@ -69,16 +78,27 @@ fn allocate_concurrently(etcd: &Etcd, ctr: &TestNs, from: usize, count: usize) -
 }
 
 #[test]
-fn three_nodes_allocate_300_without_duplicates_through_a_member_failure() {
+fn three_nodes_allocate_300_without_duplicates_while_the_leader_is_killed() {
     if !require_root() {
         return;
     }
     let mut etcd = Etcd::start("cipam-300", 3);
     let ctr = TestNs::new("cipam-300-ctr");
-    let mut got = allocate_concurrently(&etcd, &ctr, 0, 150);
-    // The first endpoint every node lists goes away: the rest must carry on.
-    etcd.kill_member(0);
-    got.extend(allocate_concurrently(&etcd, &ctr, 150, 150));
+    // Every node lists the leader first: killing it halfway forces an election and a failover.
+    let leader = etcd.leader();
+    let mut eps = etcd.endpoints();
+    eps.swap(0, leader);
+    let done = AtomicUsize::new(0);
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            while done.load(Ordering::SeqCst) < 150 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            etcd.sigkill_member(leader);
+        });
+        allocate_concurrently(&eps, &etcd, &ctr, 300, &done)
+    });
+    etcd.kill_member(leader);
     let unique: BTreeSet<&String> = got.iter().collect();
     assert_eq!(got.len(), 300);
     assert_eq!(unique.len(), 300, "an address was handed out twice");
@@ -89,6 +109,7 @@ fn three_nodes_allocate_300_without_duplicates_through_a_member_failure() {
         .map(|k| format!("{}/22", k.trim_start_matches(IPS)))
         .collect();
     assert_eq!(from_keys, got.iter().cloned().collect());
+    assert_ne!(etcd.leader(), leader, "a new leader was elected");
     let one = etcd.etcdctl(&["get", "--print-value-only", &keys[0]]);
     let owner: Value = serde_json::from_str(one.trim()).unwrap();
     assert!(
@@ -260,8 +281,15 @@ fn tls_with_client_certificates_and_failover() {
     // A dead endpoint first: the client fails over to the live one.
     let eps = vec!["https://127.0.0.7:2379".to_string(), etcd.endpoint(0)];
     let tls = json!({"etcdCACert": pki.ca, "etcdCert": pki.client.0, "etcdKey": pki.client.1});
-    let c = conf(&eps, "n1", "10.66.0.0/24", tls);
-    assert_eq!(address(&call(&etcd, &ctr, "ADD", "t1", &c)), "10.66.0.2/24");
+    let mut c = conf(&eps, "n1", "10.66.0.0/24", tls);
+    let resolv = pki_dir.write(
+        "resolv.conf",
+        "nameserver 10.66.0.53\nsearch cluster.local\n",
+    );
+    c["ipam"]["resolvConf"] = json!(resolv);
+    let added = call(&etcd, &ctr, "ADD", "t1", &c);
+    assert_eq!(address(&added), "10.66.0.2/24");
+    assert_eq!(added.result()["dns"]["nameservers"], json!(["10.66.0.53"]));
     assert_eq!(etcd.keys(IPS), [format!("{IPS}10.66.0.2")]);
     let anonymous = conf(&eps, "n1", "10.66.0.0/24", json!({"etcdCACert": pki.ca}));
     let refused = call(&etcd, &ctr, "ADD", "t2", &anonymous);

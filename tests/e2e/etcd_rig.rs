@@ -164,6 +164,15 @@ impl Etcd {
         }
     }
 
+    /// Sends SIGKILL to member `i` without reaping it (usable while other threads hold `&self`);
+    /// [`Etcd::kill_member`] reaps it later.
+    pub fn sigkill_member(&self, i: usize) {
+        if let Some(c) = &self.members[i] {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
     /// Kills every member.
     pub fn kill_all(&mut self) {
         for i in 0..self.members.len() {
@@ -233,6 +242,22 @@ impl Etcd {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The index of the member that is the raft leader now.
+    pub fn leader(&self) -> usize {
+        let out = self.etcdctl_raw(&["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for st in v.as_array().into_iter().flatten() {
+            let s = &st["Status"];
+            if !s["leader"].is_null() && s["header"]["member_id"] == s["leader"] {
+                let ep = st["Endpoint"].as_str().unwrap_or("");
+                if let Some(i) = self.endpoints().iter().position(|e| e == ep) {
+                    return i;
+                }
+            }
+        }
+        panic!("no member says it is the leader: {v}");
     }
 
     /// The keys under `prefix`, sorted.

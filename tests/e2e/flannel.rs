@@ -299,3 +299,102 @@ fn pods_on_two_vxlan_nodes_reach_each_other() {
         assert!(host_veths(&n.host).is_empty());
     }
 }
+
+/// The delegate is our own bridge (and its host-local): both run inside the flannel process,
+/// `strace -f` sees one execve.
+#[test]
+fn the_delegate_runs_in_process() {
+    if !require_root() {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/strace").is_file() {
+        skip!("strace not installed");
+    }
+    let pair = Pair::new("fl-inproc");
+    let dir = TempDir::new("flannel-inproc");
+    dir.write("subnet.env", V4_ENV);
+    let log = dir.join("strace.log");
+    let c = conf(&dir, "1.1.0");
+    let out = crate::support::Cni::new(crate::support::Farm::shared(), "flannel")
+        .command("ADD")
+        .container_id("inproc")
+        .netns(pair.container.path())
+        .ifname("eth0")
+        .config(&c)
+        .under([
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve",
+            "-o",
+            log.to_str().unwrap(),
+        ])
+        .run_in(&pair.host);
+    assert_eq!(result_addresses(out.result()), ["10.1.17.2/24"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let execs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("execve(") && !l.contains("resumed>"))
+        .collect();
+    assert_eq!(execs.len(), 1, "only flannel itself: {execs:#?}");
+    assert!(execs[0].contains("/flannel\""), "{execs:?}");
+    Attachment::ours("flannel", "inproc", pair.container.path(), "eth0")
+        .run(&pair.host, "DEL", &c)
+        .ok();
+}
+
+/// GC runs the delegate built from the current subnet.env with the runtime's list: host-local
+/// releases what no valid attachment holds.
+#[test]
+fn gc_reaches_host_local_through_the_delegate() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("fl-gc");
+    let second = TestNs::new("fl-gc-ctr2");
+    let dir = TempDir::new("flannel-gc");
+    dir.write("subnet.env", V4_ENV);
+    let c = conf(&dir, "1.1.0");
+    let keep = Attachment::ours("flannel", "keep", pair.container.path(), "eth0");
+    let stale = Attachment::ours("flannel", "stale", second.path(), "eth0");
+    keep.run(&pair.host, "ADD", &c).ok();
+    stale.run(&pair.host, "ADD", &c).ok();
+    assert_eq!(held(&dir), ["10.1.17.2", "10.1.17.3"]);
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    keep.run(&pair.host, "GC", &gc).ok();
+    assert_eq!(
+        held(&dir),
+        ["10.1.17.2"],
+        "the stale reservation is released"
+    );
+    keep.run(&pair.host, "DEL", &c).ok();
+    stale.run(&pair.host, "DEL", &c).ok();
+    assert!(held(&dir).is_empty());
+}
+
+/// A delegate ADD that fails (an MTU no veth takes) is undone: the delegate's DEL runs, the
+/// saved file goes, nothing is left in the host or the IPAM store.
+#[test]
+fn a_failed_delegate_add_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("fl-fail");
+    let dir = TempDir::new("flannel-fail");
+    dir.write("subnet.env", V4_ENV);
+    let mut c = conf(&dir, "1.1.0");
+    c["delegate"]["mtu"] = json!(70000);
+    let at = Attachment::ours("flannel", "ctr-fail", pair.container.path(), "eth0");
+    let out = at.run(&pair.host, "ADD", &c);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        saved(&dir, "ctr-fail").is_none(),
+        "the saved file is removed"
+    );
+    assert!(host_veths(&pair.host).is_empty());
+    assert!(pair.container.link("eth0").is_none());
+    assert!(held(&dir).is_empty());
+    at.run(&pair.host, "DEL", &c).ok();
+}
