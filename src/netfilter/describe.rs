@@ -5,13 +5,15 @@
 //!
 //! Nothing here runs the `nft` binary: nftables rules come from our own netlink dump and are
 //! rendered in `nft`'s words; iptables rules come from `iptables-save` (the tool that backend
-//! writes with), without their comment. The reference has no such view.
+//! writes with), without their comment, and only when the `nat` table may hold the chain (asked
+//! over netlink: no exec otherwise). The reference has no such view.
 
 use super::IpFamily;
 use super::iptables::{Iptables, Saved};
 use super::masq::{iptables as masq_ipt, nftables as masq_nft};
 use super::naming::chain_name;
 use super::nftables::{AddrField, DecodedExpr, Nft, Verdict, expr};
+use super::portmap::iptables::may_hold;
 use std::net::IpAddr;
 
 /// One line per rule the attachment (`network`, `ifname`, `container_id`) owns here, each
@@ -129,6 +131,10 @@ fn iptables_masq(network: &str, container_id: &str) -> Vec<String> {
     let chain = chain_name(network, container_id);
     let mut lines = Vec::new();
     for family in [IpFamily::V4, IpFamily::V6] {
+        // Asked over netlink first, so an attachment without iptables rules costs no exec.
+        if !may_hold(family, std::slice::from_ref(&chain)) {
+            continue;
+        }
         let Ok(saved) = Iptables::new(family).save(masq_ipt::TABLE) else {
             continue;
         };

@@ -424,3 +424,16 @@ fn portmap_ipv4_only() {
     let b = bridge(json!({"isGateway": true}), &[V4]);
     compare("portmap-v4", &[b, pm], "1.0.0", "eth0");
 }
+
+#[test]
+fn loopback_0_4_0() {
+    if !require_root() {
+        return;
+    }
+    compare(
+        "loopback-0.4.0",
+        &[json!({"type": "loopback"})],
+        "0.4.0",
+        "lo",
+    );
+}
