@@ -69,9 +69,10 @@ clean:
 	$(CARGO) clean
 
 # The long reliability runs whose figures RELIABILITY.md reports (root; not part of `make test`,
-# which runs a short fixed-seed pass of each): FUZZ_CASES mutated inputs per parser target
-# (8 targets, the results one at a quarter: the default makes 10.15 million in all), then 200 random SIGKILLs of ADD per
-# netfilter backend, 2000 mutated runs of every applet, 1000 concurrent host-local ADDs.
+# which runs a short fixed-seed pass of each): FUZZ_CASES mutated inputs per parser target (8
+# targets, the results one at a quarter: 10.15 million inputs in all by default), then 200
+# random SIGKILLs of ADD per netfilter backend, 2000 mutated runs of every applet, 1000
+# concurrent host-local ADDs.
 FUZZ_CASES ?= 1400000
 fuzz:
 	CNI_MULTI_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --lib fuzz_tests -- --nocapture
