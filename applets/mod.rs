@@ -3,6 +3,7 @@
 
 mod bandwidth;
 mod bridge;
+mod dhcp;
 mod host_local;
 mod loopback;
 mod net;
@@ -21,6 +22,15 @@ pub enum Run {
     Plugin(&'static dyn Plugin),
     /// A command-line tool that parses its own arguments (argv without the applet name).
     Tool(fn(&[OsString]) -> ExitCode),
+    /// A CNI plugin that is also a tool when its first argument is `word` (`dhcp daemon`).
+    PluginOrTool {
+        /// Run through skel otherwise.
+        plugin: &'static dyn Plugin,
+        /// The first argument that selects the tool.
+        word: &'static str,
+        /// Gets the arguments after `word`.
+        tool: fn(&[OsString]) -> ExitCode,
+    },
 }
 
 /// One applet.
@@ -49,6 +59,15 @@ pub static APPLETS: &[Applet] = &[
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "dhcp",
+        about: "IPAM: leases from the LAN's DHCP server (v4, v6) through `dhcp daemon`, which persists them",
+        run: Run::PluginOrTool {
+            plugin: &dhcp::Dhcp,
+            word: "daemon",
+            tool: dhcp::daemon_main,
+        },
     },
     Applet {
         name: "host-local",

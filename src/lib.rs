@@ -3,6 +3,7 @@
 //! The protocol lives in [`skel`]; kernel access in [`netns`], [`netlink`] and [`sysctl`];
 //! the applets (one per reference plugin) in `applets/`, registered in one sorted table.
 
+pub mod dhcp;
 pub mod dispatch;
 pub mod error;
 pub mod exec;
