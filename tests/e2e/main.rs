@@ -10,6 +10,7 @@ mod bridge_failures;
 mod chain;
 mod chain_many;
 mod demo;
+mod dhcp;
 mod host_local;
 mod host_local_interop;
 mod install_sh;
