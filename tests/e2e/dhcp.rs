@@ -312,3 +312,98 @@ fn a_silent_server_times_out_clearly_and_leaves_nothing() {
     let conf = lan.ipam_conf("1.1.0", json!({}));
     lan.call("dhcp", "STATUS", "", &ctr, &conf).ok();
 }
+
+#[test]
+fn broadcast_flag_is_set_only_with_dash_broadcast() {
+    if !require_root() {
+        return;
+    }
+    for (flags, want) in [
+        (&["-broadcast"][..], "Flags [Broadcast]"),
+        (&[][..], "Flags [none]"),
+    ] {
+        let lan = Lan::new("dhcp-bcast", 88, false);
+        let _srv = lan.dnsmasq(&[]);
+        let _d = lan.daemon(flags);
+        let pcap = lan.path("dhcp.pcap").display().to_string();
+        let argv: Vec<String> = [
+            "tcpdump",
+            "-i",
+            "br0",
+            "-n",
+            "-U",
+            "-w",
+            &pcap,
+            "udp port 67",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut dump = rig::Proc::spawn(&lan.host, &argv, &lan.path("tcpdump.log"));
+        assert!(wait_for(Duration::from_secs(10), || lan
+            .log("tcpdump.log")
+            .contains("listening on")));
+        let ctr = lan.container("dhcp-bcast-ctr");
+        let conf = lan.ipam_conf("1.0.0", json!({}));
+        lan.call("dhcp", "ADD", "cb", &ctr, &conf).ok();
+        // DISCOVER, OFFER, REQUEST, ACK written (a pcap record is at least 16 + 42 bytes)
+        wait_for(Duration::from_secs(5), || {
+            std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 24 + 4 * 58)
+        });
+        dump.stop(Signal::SIGINT);
+        let text = lan.host.run(["tcpdump", "-n", "-v", "-r", &pcap]);
+        let discover = text.split("BOOTP/DHCP, Request").nth(1).unwrap_or_else(|| {
+            panic!(
+                "no DISCOVER captured:\n{text}\n{}\n{:?}",
+                lan.log("tcpdump.log"),
+                std::fs::metadata(&pcap)
+            )
+        });
+        assert!(discover.contains(want), "{flags:?}: want {want}:\n{text}");
+        lan.call("dhcp", "DEL", "cb", &ctr, &conf).ok();
+    }
+}
+
+#[test]
+fn socket_activation_serves_on_the_inherited_listener() {
+    if !require_root() {
+        return;
+    }
+    let lan = Lan::new("dhcp-sockact", 89, false);
+    let _srv = lan.dnsmasq(&[]);
+    std::fs::create_dir_all(lan.path("run")).unwrap();
+    let sock = lan.socket().display().to_string();
+    let bin = crate::support::Farm::shared()
+        .binary()
+        .display()
+        .to_string();
+    let leases = lan.path("leases").display().to_string();
+    let argv: Vec<String> = [
+        "systemd-socket-activate",
+        "-l",
+        &sock,
+        "--",
+        &bin,
+        "dhcp",
+        "daemon",
+        "-leasedir",
+        &leases,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _act = rig::Proc::spawn(&lan.host, &argv, &lan.path("daemon.log"));
+    assert!(wait_for(Duration::from_secs(10), || lan.socket().exists()));
+    let ctr = lan.container("dhcp-sockact-ctr");
+    let conf = lan.ipam_conf("1.1.0", json!({}));
+    let r = lan.call("dhcp", "ADD", "ca", &ctr, &conf).result().clone();
+    assert!(
+        r["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.89.0.")
+    );
+    lan.call("dhcp", "STATUS", "", &ctr, &conf).ok();
+    lan.call("dhcp", "DEL", "ca", &ctr, &conf).ok();
+    assert!(lan.lease_files().is_empty());
+}

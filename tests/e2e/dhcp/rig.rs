@@ -237,7 +237,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(ns: &TestNs, argv: &[String], log: &std::path::Path) -> Proc {
+    /// Runs `argv` inside `ns`, stdout and stderr to `log`.
+    pub fn spawn(ns: &TestNs, argv: &[String], log: &std::path::Path) -> Proc {
         let out = std::fs::File::create(log).unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path().display()))
