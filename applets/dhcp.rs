@@ -3,7 +3,9 @@
 //! `plugins/ipam/dhcp` (FEATURES.md 6.12). Keys: `ipam.daemonSocketPath`, `request`,
 //! `provide`, `priority`. Differences on purpose (USER-ASKS row 8): DEL succeeds when the
 //! daemon is unreachable, CHECK only reads the daemon's lease, STATUS answers code 50 when the
-//! daemon is not there, and option 121 (and 33) are requested by default.
+//! daemon is not there, and option 121 (and 33) are requested by default. Ours too:
+//! `ipv6: true` adds a DHCPv6 IA_NA lease (acquired alongside the DHCPv4 one; `ipv4: false` for
+//! a v6-only link), given `ipv6PrefixLength` (default 64), since DHCPv6 carries no prefix.
 //! The daemon, the protocol and the DHCP client live in `src/dhcp/`.
 
 use crate::dhcp::client::Lease;
@@ -13,7 +15,7 @@ use crate::ipam::config::ipam_section;
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, IpConfig, NetConf, Route};
 use anyhow::Context;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::Value;
 use std::ffi::OsString;
@@ -47,6 +49,23 @@ struct DhcpIpam {
     provide: Vec<ProvideOpt>,
     #[serde(default)]
     priority: u32,
+    /// Ours: lease an IPv4 address (DHCPv4); default true.
+    #[serde(default = "yes")]
+    ipv4: bool,
+    /// Ours: lease an IPv6 address (DHCPv6 IA_NA) too; default false.
+    #[serde(default)]
+    ipv6: bool,
+    /// Ours: prefix length put on the DHCPv6 address (DHCPv6 carries none); default 64.
+    #[serde(default = "sixty_four")]
+    ipv6_prefix_length: u8,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn sixty_four() -> u8 {
+    64
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,32 +92,72 @@ const DEFAULT_REQUEST: [u8; 4] = [1, 3, 121, 33];
 
 impl Plugin for Dhcp {
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
-        let (socket, ipam, target) = load(args)?;
-        let lease = call(&socket, &Request::Allocate { target }).map_err(anyhow::Error::from)?;
-        let lease = lease.context("the DHCP daemon answered without a lease")?;
-        to_result(&lease, ipam.priority)
+        let (socket, ipam, targets) = load(args)?;
+        // DHCPv4 and DHCPv6 leases are acquired at the same time.
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let calls: Vec<_> = targets
+                .into_iter()
+                .map(|target| {
+                    let socket = &socket;
+                    s.spawn(move || call(socket, &Request::Allocate { target }))
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join()).collect()
+        });
+        let mut result = CniResult::default();
+        for a in answers {
+            let a = a.map_err(|_| anyhow::anyhow!("DHCP call panicked"))??;
+            if let Some(l) = &a.lease {
+                let r = to_result(l, ipam.priority)?;
+                result.ips.extend(r.ips);
+                result.routes.extend(r.routes);
+            }
+            if let Some(l6) = &a.lease6 {
+                let net = Ipv6Net::new(l6.addr, ipam.ipv6_prefix_length.min(128))
+                    .context("ipv6PrefixLength")?;
+                result.ips.push(IpConfig {
+                    interface: None,
+                    address: IpNet::V6(net),
+                    gateway: None,
+                });
+            }
+        }
+        Ok(result)
     }
 
     fn del(&self, args: &CmdArgs) -> anyhow::Result<()> {
-        let (socket, _, target) = load(args)?;
-        match call(&socket, &Request::Release { target }) {
-            // No daemon: nothing holds the lease in memory; it expires at the server, and a
-            // lease file left behind is dropped at the daemon's next start (netns gone).
-            Ok(_) | Err(CallError::Unreachable(_)) => Ok(()),
-            Err(e) => Err(e.into()),
+        let (socket, _, targets) = load(args)?;
+        let mut errors = crate::error::ErrorList::new();
+        for target in targets {
+            match call(&socket, &Request::Release { target }) {
+                // No daemon: nothing holds the lease in memory; it expires at the server, and
+                // a lease file left behind is dropped at the daemon's next start (netns gone).
+                Ok(_) | Err(CallError::Unreachable(_)) => {}
+                Err(e) => {
+                    errors.note::<()>(Err(e.into()));
+                }
+            }
         }
+        errors.finish()
     }
 
     fn check(&self, args: &CmdArgs) -> anyhow::Result<()> {
-        let (socket, _, target) = load(args)?;
+        let (socket, _, targets) = load(args)?;
         let prev = Conf::net(args)?
             .prev_result()?
             .ok_or_else(|| bad_config("Required prevResult missing"))?;
-        let lease = call(&socket, &Request::Lookup { target })?
-            .with_context(|| format!("the DHCP daemon holds no lease for {}", args.ifname))?;
-        let addr = IpAddr::V4(lease.ack.yiaddr);
-        if !prev.ips.iter().any(|ip| ip.address.addr() == addr) {
-            anyhow::bail!("the lease's address {addr} is not in prevResult");
+        for target in targets {
+            let a = call(&socket, &Request::Lookup { target })?;
+            let addr = match (a.lease, a.lease6) {
+                (Some(l), _) => IpAddr::V4(l.ack.yiaddr),
+                (None, Some(l6)) => IpAddr::V6(l6.addr),
+                (None, None) => {
+                    anyhow::bail!("the DHCP daemon holds no lease for {}", args.ifname)
+                }
+            };
+            if !prev.ips.iter().any(|ip| ip.address.addr() == addr) {
+                anyhow::bail!("the lease's address {addr} is not in prevResult");
+            }
         }
         Ok(())
     }
@@ -118,7 +177,7 @@ impl Conf {
     }
 }
 
-fn call(socket: &std::path::Path, req: &Request) -> Result<Option<Lease>, CallError> {
+fn call(socket: &std::path::Path, req: &Request) -> Result<dhcp::Response, CallError> {
     dhcp::call(socket, req)
 }
 
@@ -134,7 +193,8 @@ fn socket_and_keys(net: &NetConf) -> anyhow::Result<(PathBuf, DhcpIpam)> {
     Ok((socket.into(), ipam))
 }
 
-fn load(args: &CmdArgs) -> anyhow::Result<(PathBuf, DhcpIpam, Target)> {
+/// The socket, the keys, and one target per family asked for (v4 first).
+fn load(args: &CmdArgs) -> anyhow::Result<(PathBuf, DhcpIpam, Vec<Target>)> {
     let net = Conf::net(args)?;
     let (socket, ipam) = socket_and_keys(&net)?;
     let netns = if args.netns.is_empty() {
@@ -151,8 +211,19 @@ fn load(args: &CmdArgs) -> anyhow::Result<(PathBuf, DhcpIpam, Target)> {
         netns,
         request: request_list(&ipam.request)?,
         provide: provide_list(&ipam.provide, args)?,
+        v6: false,
     };
-    Ok((socket, ipam, target))
+    let mut targets = Vec::new();
+    if ipam.ipv4 {
+        targets.push(target.clone());
+    }
+    if ipam.ipv6 {
+        targets.push(Target { v6: true, ..target });
+    }
+    if targets.is_empty() {
+        return Err(bad_config("ipam: ipv4 and ipv6 are both false"));
+    }
+    Ok((socket, ipam, targets))
 }
 
 /// An option name the reference accepts, or a decimal code.

@@ -5,8 +5,8 @@
 //! so the next start keeps renewing them. One short thread per connection (see the protocol
 //! in the module above), one long thread per lease.
 
-use super::client::{Lease, Timing};
-use super::lease::{self, LeaseHandle, Settings, Status};
+use super::client::Timing;
+use super::lease::{self, Granted, LeaseHandle, Settings, Status};
 use super::store::Store;
 use super::{Request, Response, Target};
 use anyhow::{Context, Result, bail};
@@ -242,14 +242,18 @@ impl Daemon {
             leases: Mutex::new(HashMap::new()),
         };
         for rec in d.set.store.load_all() {
-            let cid = rec.target.client_id();
+            let cid = rec.target.key();
             let ns = format!("{}{}", d.set.hostprefix, rec.target.netns);
             if !std::path::Path::new(&ns).exists() {
                 eprintln!("dhcp daemon: {cid}: netns {ns} is gone; dropping its lease");
                 let _ = d.set.store.remove(&cid);
                 continue;
             }
-            let h = lease::spawn(&d.set, rec.target, Some(rec.lease))?;
+            let h = match (rec.lease, rec.lease6) {
+                (Some(l), _) => lease::spawn(&d.set, rec.target, Some(l))?,
+                (None, Some(l6)) => super::lease6::spawn(&d.set, rec.target, Some(l6))?,
+                (None, None) => continue,
+            };
             d.leases.lock().unwrap().insert(cid, h);
         }
         Ok(d)
@@ -288,22 +292,35 @@ impl Daemon {
             Request::Ping => Ok(None),
         };
         match r {
-            Ok(lease) => Response { lease, error: None },
+            Ok(Some(Granted::V4(l))) => Response {
+                lease: Some(l),
+                ..Default::default()
+            },
+            Ok(Some(Granted::V6(l))) => Response {
+                lease6: Some(l),
+                ..Default::default()
+            },
+            Ok(None) => Response::default(),
             Err(e) => Response {
-                lease: None,
                 error: Some(e),
+                ..Default::default()
             },
         }
     }
 
-    fn allocate(&self, target: Target) -> Result<Lease, String> {
-        let cid = target.client_id();
+    fn allocate(&self, target: Target) -> Result<Granted, String> {
+        let cid = target.key();
         let h = {
             let mut map = self.leases.lock().unwrap();
             match map.get(&cid) {
                 Some(h) if !matches!(h.status(), Status::Failed(_) | Status::Stopped) => h.clone(),
                 _ => {
-                    let h = lease::spawn(&self.set, target, None).map_err(|e| format!("{e:#}"))?;
+                    let h = if target.v6 {
+                        super::lease6::spawn(&self.set, target, None)
+                    } else {
+                        lease::spawn(&self.set, target, None)
+                    }
+                    .map_err(|e| format!("{e:#}"))?;
                     map.insert(cid.clone(), h.clone());
                     h
                 }
@@ -320,7 +337,7 @@ impl Daemon {
     }
 
     fn release(&self, target: &Target) {
-        let cid = target.client_id();
+        let cid = target.key();
         let h = self.leases.lock().unwrap().remove(&cid);
         match h {
             Some(h) => h.stop(),
@@ -330,9 +347,9 @@ impl Daemon {
         }
     }
 
-    fn lookup(&self, target: &Target) -> Option<Lease> {
+    fn lookup(&self, target: &Target) -> Option<Granted> {
         let map = self.leases.lock().unwrap();
-        match map.get(&target.client_id())?.status() {
+        match map.get(&target.key())?.status() {
             Status::Bound(l) => Some(l),
             _ => None,
         }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Stack of a lease thread: the work is shallow, and RSS counts only touched pages anyway.
-const STACK: usize = 256 * 1024;
+pub const STACK: usize = 256 * 1024;
 /// How often a thread waiting for a packet also looks at its control channel.
 const SLICE: Duration = Duration::from_millis(100);
 
@@ -36,11 +36,20 @@ pub enum Status {
     /// No lease yet.
     Acquiring,
     /// Holding this lease.
-    Bound(Lease),
+    Bound(Granted),
     /// Gave up (the message says why); the thread has ended.
     Failed(String),
     /// Released or dropped; the thread has ended.
     Stopped,
+}
+
+/// A bound lease of either family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Granted {
+    /// DHCPv4.
+    V4(Lease),
+    /// DHCPv6.
+    V6(super::v6::Lease6),
 }
 
 /// Settings every lease shares (from the daemon's flags).
@@ -65,7 +74,7 @@ pub struct LeaseHandle {
 
 impl LeaseHandle {
     /// Blocks until the lease is bound or has failed.
-    pub fn wait(&self) -> Result<Lease, String> {
+    pub fn wait(&self) -> Result<Granted, String> {
         let mut st = self.status.lock().unwrap();
         loop {
             match &*st {
@@ -90,7 +99,19 @@ impl LeaseHandle {
         }
     }
 
-    fn set(&self, s: Status) {
+    /// A handle in `status`, and the receiving end of its stop channel.
+    pub fn new(status: Status) -> (Arc<LeaseHandle>, Receiver<Sender<()>>) {
+        let (tx, rx) = channel();
+        let h = Arc::new(LeaseHandle {
+            status: Mutex::new(status),
+            cv: Condvar::new(),
+            stop: Mutex::new(tx),
+        });
+        (h, rx)
+    }
+
+    /// Publishes a new status and wakes the waiters.
+    pub fn set(&self, s: Status) {
         *self.status.lock().unwrap() = s;
         self.cv.notify_all();
     }
@@ -98,16 +119,11 @@ impl LeaseHandle {
 
 /// Starts a thread for `target`: a fresh acquisition, or the resumption of `resume`.
 pub fn spawn(set: &Settings, target: Target, resume: Option<Lease>) -> Result<Arc<LeaseHandle>> {
-    let (tx, rx) = channel();
     let status = match &resume {
-        Some(l) => Status::Bound(l.clone()),
+        Some(l) => Status::Bound(Granted::V4(l.clone())),
         None => Status::Acquiring,
     };
-    let h = Arc::new(LeaseHandle {
-        status: Mutex::new(status),
-        cv: Condvar::new(),
-        stop: Mutex::new(tx),
-    });
+    let (h, rx) = LeaseHandle::new(status);
     let seed = (now_ms() as u32) ^ hash(&target.client_id());
     let client = match resume {
         Some(l) => Client::resume(set.timing, seed, l, now_ms()),
@@ -128,7 +144,8 @@ pub fn spawn(set: &Settings, target: Target, resume: Option<Lease>) -> Result<Ar
     Ok(h)
 }
 
-fn hash(s: &str) -> u32 {
+/// FNV-1a, for xid seeds.
+pub fn hash(s: &str) -> u32 {
     s.bytes().fold(2_166_136_261u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(16_777_619)
     })
@@ -199,13 +216,14 @@ impl Worker {
                 Action::Bound(lease) => {
                     let rec = Record {
                         target: self.target.clone(),
-                        lease: lease.clone(),
+                        lease: Some(lease.clone()),
+                        lease6: None,
                     };
                     if let Err(e) = self.set.store.save(&rec) {
                         eprintln!("dhcp daemon: {e:#}");
                     }
                     self.conn = None;
-                    self.handle.set(Status::Bound(lease));
+                    self.handle.set(Status::Bound(Granted::V4(lease)));
                 }
                 Action::Failed(msg) => {
                     let ifname = &self.target.ifname;

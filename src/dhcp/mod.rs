@@ -18,14 +18,17 @@
 //! - `{"op":"lookup","target":{...}}`: the current lease or none, never acquiring (CHECK);
 //! - `{"op":"ping"}`: liveness (STATUS).
 //!
-//! A response is `{"lease": Lease | null}` on success or `{"error": "..."}`.
+//! A target with `"v6": true` names the attachment's DHCPv6 lease (its own key). A response is
+//! `{"lease": Lease}` or `{"lease6": Lease6}` (or `{}`) on success, `{"error": "..."}` otherwise.
 
 pub mod client;
 pub mod daemon;
 pub mod lease;
+pub mod lease6;
 pub mod packet;
 pub mod rawsock;
 pub mod store;
+pub mod v6;
 
 use anyhow::{Context, Result};
 use client::Lease;
@@ -57,6 +60,9 @@ pub struct Target {
     /// Options to send: code and value.
     #[serde(default)]
     pub provide: Vec<(u8, String)>,
+    /// DHCPv6 (IA_NA) instead of DHCPv4.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub v6: bool,
 }
 
 impl Target {
@@ -71,6 +77,12 @@ impl Target {
             id.truncate(end);
         }
         id
+    }
+
+    /// The daemon's key for this lease: the client id, plus `/dhcpv6` for the v6 lease.
+    pub fn key(&self) -> String {
+        let id = self.client_id();
+        if self.v6 { format!("{id}/dhcpv6") } else { id }
     }
 }
 
@@ -103,6 +115,9 @@ pub struct Response {
     /// The lease, when the call has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// The DHCPv6 lease, when the call has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease6: Option<v6::Lease6>,
     /// Set when the call failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -129,14 +144,14 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 /// Sends one request to the daemon at `socket` and reads its answer.
-pub fn call(socket: &Path, req: &Request) -> Result<Option<Lease>, CallError> {
+pub fn call(socket: &Path, req: &Request) -> Result<Response, CallError> {
     let stream = UnixStream::connect(socket).map_err(CallError::Unreachable)?;
     exchange(stream, req)
         .with_context(|| format!("DHCP daemon at {}", socket.display()))
         .map_err(CallError::Failed)
 }
 
-fn exchange(mut stream: UnixStream, req: &Request) -> Result<Option<Lease>> {
+fn exchange(mut stream: UnixStream, req: &Request) -> Result<Response> {
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
     stream.write_all(&line).context("send request")?;
@@ -150,6 +165,6 @@ fn exchange(mut stream: UnixStream, req: &Request) -> Result<Option<Lease>> {
     let resp: Response = serde_json::from_str(&answer).context("decode answer")?;
     match resp.error {
         Some(e) => Err(anyhow::anyhow!(e)),
-        None => Ok(resp.lease),
+        None => Ok(resp),
     }
 }

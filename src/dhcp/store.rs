@@ -6,6 +6,7 @@
 
 use super::Target;
 use super::client::Lease;
+use super::v6::Lease6;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,8 +18,12 @@ use std::path::{Path, PathBuf};
 pub struct Record {
     /// The request that created it (client id inputs, netns, options).
     pub target: Target,
-    /// The lease.
-    pub lease: Lease,
+    /// The DHCPv4 lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// The DHCPv6 lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease6: Option<Lease6>,
 }
 
 /// The lease directory.
@@ -41,15 +46,15 @@ impl Store {
         &self.dir
     }
 
-    fn path(&self, client_id: &str) -> PathBuf {
-        let h = Sha256::digest(client_id.as_bytes());
+    fn path(&self, key: &str) -> PathBuf {
+        let h = Sha256::digest(key.as_bytes());
         let hex: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("{hex}.json"))
     }
 
     /// Writes `rec` atomically.
     pub fn save(&self, rec: &Record) -> Result<()> {
-        let path = self.path(&rec.target.client_id());
+        let path = self.path(&rec.target.key());
         let tmp = path.with_extension("tmp");
         let body = serde_json::to_vec_pretty(rec)?;
         let mut f = std::fs::File::create(&tmp)
@@ -61,9 +66,9 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the lease of `client_id`; a missing file is fine.
-    pub fn remove(&self, client_id: &str) -> Result<()> {
-        match std::fs::remove_file(self.path(client_id)) {
+    /// Removes the lease under `key` ([`Target::key`]); a missing file is fine.
+    pub fn remove(&self, key: &str) -> Result<()> {
+        match std::fs::remove_file(self.path(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).context("remove lease file")
             }

@@ -407,3 +407,88 @@ fn socket_activation_serves_on_the_inherited_listener() {
     lan.call("dhcp", "DEL", "ca", &ctr, &conf).ok();
     assert!(lan.lease_files().is_empty());
 }
+
+#[test]
+fn dhcpv6_address_alongside_dhcpv4_on_a_dual_stack_link() {
+    if !require_root() {
+        return;
+    }
+    let lan = Lan::new("dhcp-v6", 90, true);
+    let _srv = lan.dnsmasq(&["--dhcp-range=fd90::10,fd90::ff,64,2m"]);
+    let _d = lan.daemon(&[]);
+    let ctr = lan.container("dhcp-v6-ctr");
+    let conf = lan.ipam_conf("1.1.0", json!({"ipv6": true}));
+    let r = lan.call("dhcp", "ADD", "c6", &ctr, &conf).result().clone();
+    let ips: Vec<&str> = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 2, "{r}");
+    assert!(
+        ips[0].starts_with("10.90.0.") && ips[0].ends_with("/24"),
+        "{r}"
+    );
+    assert!(
+        ips[1].starts_with("fd90::") && ips[1].ends_with("/64"),
+        "{r}"
+    );
+    let v6 = ips[1].split('/').next().unwrap().to_string();
+    // the server's view: a DHCPv6 lease for that address
+    assert!(
+        lan.log("dnsmasq.leases").contains(&v6),
+        "{}",
+        lan.log("dnsmasq.leases")
+    );
+    assert!(
+        lan.log("dnsmasq.log")
+            .contains(&format!("DHCPREPLY(br0) {v6}"))
+    );
+    assert_eq!(lan.lease_files().len(), 2, "one file per family");
+    let mut with = conf.clone();
+    with["prevResult"] = r.clone();
+    lan.call("dhcp", "CHECK", "c6", &ctr, &with).ok();
+    lan.call("dhcp", "DEL", "c6", &ctr, &with).ok();
+    assert!(
+        wait_for(Duration::from_secs(5), || !lan
+            .log("dnsmasq.leases")
+            .contains(&v6)),
+        "DEL must release {v6}:\n{}",
+        lan.log("dnsmasq.log")
+    );
+    assert!(lan.lease_files().is_empty());
+    lan.call("dhcp", "DEL", "c6", &ctr, &with).ok();
+}
+
+#[test]
+fn dhcpv6_lease_renews_at_t1() {
+    if !require_root() {
+        return;
+    }
+    // dnsmasq's shortest lease is 2 min: T1 comes after 1 min, so this test takes that long.
+    let lan = Lan::new("dhcp-v6renew", 91, true);
+    let _srv = lan.dnsmasq(&["--dhcp-range=fd91::10,fd91::ff,64,2m"]);
+    let _d = lan.daemon(&[]);
+    let ctr = lan.container("dhcp-v6renew-ctr");
+    let conf = lan.ipam_conf("1.1.0", json!({"ipv4": false, "ipv6": true}));
+    let r = lan.call("dhcp", "ADD", "c6r", &ctr, &conf).result().clone();
+    assert_eq!(r["ips"].as_array().unwrap().len(), 1, "{r}");
+    let v6 = r["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        wait_for(Duration::from_secs(100), || {
+            let log = lan.log("dnsmasq.log");
+            log.contains("DHCPRENEW(br0)") && count(&log, &format!("DHCPREPLY(br0) {v6}")) >= 2
+        }),
+        "no DHCPv6 RENEW:\n{}\n{}",
+        lan.log("dnsmasq.log"),
+        lan.log("daemon.log")
+    );
+    lan.call("dhcp", "DEL", "c6r", &ctr, &conf).ok();
+}
