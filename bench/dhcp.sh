@@ -9,7 +9,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$top/target/release/cni-multi}
+bin=$(realpath "${1:-$top/target/release/cni-multi}")
 ref=${REF_CNI_PATH:-/usr/lib/cni}/dhcp
 runs=${DHCP_BENCH_RUNS:-40}
 nleases=${DHCP_BENCH_LEASES:-100}
@@ -37,7 +37,7 @@ setup() {
   $H ip link set br0 up
   $H dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=br0 --bind-interfaces \
     --no-ping --dhcp-leasefile="$tmp/dnsmasq.leases" --log-facility="$tmp/dnsmasq.log" \
-    --dhcp-range=10.201.1.1,10.201.9.250,255.255.0.0,1h --dhcp-lease-max=5000 &
+    --dhcp-range=10.201.1.1,10.201.9.250,255.255.0.0,1h --dhcp-lease-max=5000 2>"$tmp/dnsmasq.err" &
   pids+=($!)
   mkdir -p "$tmp/bin"
   ln -s "$bin" "$tmp/bin/dhcp"
@@ -126,3 +126,7 @@ echo "| ADD (plugin exec + DORA through the daemon), ms | $ours_add | $ref_add |
 echo "| DEL (plugin exec + RELEASE), ms | $ours_del | $ref_del |"
 echo "| daemon RSS idle, KiB | $idle_ours | $idle_ref |"
 echo "| daemon RSS with $nleases leases, KiB | $ours_rss | $ref_rss |"
+echo
+met() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "–" || a + 0 <= b + 0) ? "met" : "**not met**" }'; }
+echo "Targets: dhcp ADD <= reference: $(met "$ours_add" "$ref_add"); DEL <= reference: $(met "$ours_del" "$ref_del");" \
+  "daemon RSS with $nleases leases <= 4096 KiB: $(met "$ours_rss" 4096), <= reference: $(met "$ours_rss" "$ref_rss")"
