@@ -181,6 +181,8 @@ impl Worker {
                 Wake::Stop(done) => {
                     self.release(&cid);
                     let _ = done.send(());
+                    // Only now: closing the packet socket waits for an RCU grace period.
+                    self.conn = None;
                     return;
                 }
                 Wake::Reply(payload, mac) => match packet::parse(&payload, &self.mac()) {
@@ -222,8 +224,9 @@ impl Worker {
                     if let Err(e) = self.set.store.save(&rec) {
                         eprintln!("dhcp daemon: {e:#}");
                     }
-                    self.conn = None;
+                    // Answer first: closing a packet socket waits for an RCU grace period.
                     self.handle.set(Status::Bound(Granted::V4(lease)));
+                    self.conn = None;
                 }
                 Action::Failed(msg) => {
                     let ifname = &self.target.ifname;
@@ -345,7 +348,6 @@ impl Worker {
                 }
             }
         }
-        self.conn = None;
         if let Err(e) = self.set.store.remove(cid) {
             eprintln!("dhcp daemon: {cid}: {e:#}");
         }

@@ -48,7 +48,10 @@ impl RawSock {
                     libc::socket(
                         libc::AF_PACKET,
                         libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                        i32::from(ETH_P_IP.to_be()),
+                        // Protocol 0: no packets until bind() names ETH_P_IP, after the filter
+                        // is attached; and bind() then has no hook to remove, which would cost
+                        // an RCU grace period (synchronize_net) on the ADD's path.
+                        0,
                     )
                 };
                 if fd < 0 {
