@@ -4,9 +4,11 @@
 //!
 //! States follow RFC 2131 §4.4: INIT -> SELECTING -> REQUESTING -> BOUND -> RENEWING (at T1,
 //! unicast REQUEST with ciaddr) -> REBINDING (at T2, broadcast) -> INIT at expiry. Retries
-//! mirror the reference daemon (`backoffRetry`): after a send, wait `timeout` for an answer,
-//! then sleep 4 times 2 s ± 1 s, then 4 s ± 1 s doubling up to `resend_max`; one acquisition
-//! gives up after `resend_timeout` (the reference's "no more tries"). Defaults when the ACK
+//! mirror the reference daemon (`backoffRetry`): resend 4 times after 2 s ± 1 s, then after
+//! 4 s ± 1 s doubling up to `resend_max`, each wait capped by `timeout`; one acquisition gives
+//! up after `resend_timeout` (the reference's "no more tries"). (The reference waits `timeout`
+//! inside each try and then sleeps the back-off; a first DISCOVER lost while a freshly set-up
+//! link settles then costs 12 s, so the two are folded into one wait here.) Defaults when the ACK
 //! lacks them: lease 1 h, T1 = lease/2, T2 = 7/8 of the lease (RFC 2131 §4.4.5).
 
 use super::packet::{Outgoing, Reply, ReplyKind};
@@ -291,9 +293,10 @@ impl Client {
         }
     }
 
-    /// Sends `what` now and schedules the next try: `timeout`, then the back-off sleep.
+    /// Sends `what` now and schedules the next try after the back-off delay, at most
+    /// `timeout` (an answer may arrive any time until then).
     fn resend(&mut self, now: Ms, what: Outgoing) -> Vec<Action> {
-        let delay = self.timing.timeout + self.backoff(self.sends);
+        let delay = self.backoff(self.sends).min(self.timing.timeout.max(1));
         self.sends += 1;
         self.next = (now + delay).min(self.give_up);
         vec![Action::Send(what, self.xid, Dest::Broadcast)]

@@ -5,7 +5,7 @@ const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 
 fn timing() -> Timing {
     Timing {
-        timeout: 1000,
+        timeout: 30_000,
         resend_max: 16_000,
         resend_timeout: 60_000,
     }
@@ -95,14 +95,27 @@ fn resends_back_off_and_give_up_within_resend_timeout() {
     }
     assert_eq!(now, 60_000);
     let gaps: Vec<u64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
-    // 4 fast retries: timeout 1 s + 2 s ± 1 s
+    // 4 fast retries: 2 s ± 1 s
     for g in &gaps[..4] {
-        assert!((2000..=4000).contains(g), "{gaps:?}");
+        assert!((1000..=3000).contains(g), "{gaps:?}");
     }
-    // then timeout + 4 s, 8 s, 16 s (capped at resend_max), each ± 1 s
-    assert!((4000..=6000).contains(&gaps[4]), "{gaps:?}");
-    assert!((8000..=10_000).contains(&gaps[5]), "{gaps:?}");
-    assert!(gaps[6..].iter().all(|g| *g <= 18_000), "{gaps:?}");
+    // then 4 s, 8 s, 16 s (capped at resend_max), each ± 1 s
+    assert!((3000..=5000).contains(&gaps[4]), "{gaps:?}");
+    assert!((7000..=9000).contains(&gaps[5]), "{gaps:?}");
+    assert!(gaps[6..].iter().all(|g| *g <= 17_000), "{gaps:?}");
+}
+
+#[test]
+fn timeout_caps_each_wait() {
+    let mut c = Client::new(
+        Timing {
+            timeout: 500,
+            ..timing()
+        },
+        3,
+    );
+    sent(&c.tick(0));
+    assert_eq!(c.deadline(), 500);
 }
 
 #[test]

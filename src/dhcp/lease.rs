@@ -216,16 +216,17 @@ impl Worker {
             match a {
                 Action::Send(what, xid, dest) => self.send(what, xid, dest)?,
                 Action::Bound(lease) => {
+                    // Answer first, then persist (an fsync) and close the packet socket (which
+                    // waits for an RCU grace period): neither is on the ADD's path.
+                    self.handle.set(Status::Bound(Granted::V4(lease.clone())));
                     let rec = Record {
                         target: self.target.clone(),
-                        lease: Some(lease.clone()),
+                        lease: Some(lease),
                         lease6: None,
                     };
                     if let Err(e) = self.set.store.save(&rec) {
                         eprintln!("dhcp daemon: {e:#}");
                     }
-                    // Answer first: closing a packet socket waits for an RCU grace period.
-                    self.handle.set(Status::Bound(Granted::V4(lease)));
                     self.conn = None;
                 }
                 Action::Failed(msg) => {
@@ -281,8 +282,7 @@ impl Worker {
             .link_by_name(ifname)?
             .with_context(|| format!("no interface {ifname} in netns {path}"))?;
         if !link.is_up() {
-            nl.set_up(link.index)
-                .with_context(|| format!("set {ifname} up"))?;
+            bring_up(&nl, &link)?;
         }
         let mac = link
             .mac
@@ -357,6 +357,21 @@ impl Worker {
     fn client_xid(&self) -> u32 {
         hash(&self.target.client_id()) ^ now_ms() as u32
     }
+}
+
+/// Sets `link` up and waits (up to 2 s) for it to run: frames sent before the carrier is up
+/// (a veth whose peer just came up) are dropped, and the first resend is `timeout` away.
+pub fn bring_up(nl: &Handle, link: &crate::netlink::Link) -> Result<()> {
+    nl.set_up(link.index)
+        .with_context(|| format!("set {} up", link.name))?;
+    for _ in 0..40 {
+        match nl.link_by_index(link.index)? {
+            Some(l) if l.flags & libc::IFF_RUNNING as u32 != 0 => return Ok(()),
+            Some(_) => std::thread::sleep(Duration::from_millis(50)),
+            None => anyhow::bail!("{} disappeared", link.name),
+        }
+    }
+    Ok(())
 }
 
 enum Wake {

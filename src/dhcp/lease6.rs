@@ -142,8 +142,7 @@ impl Worker6 {
             .link_by_name(ifname)?
             .with_context(|| format!("no interface {ifname} in netns {path}"))?;
         if !link.is_up() {
-            nl.set_up(link.index)
-                .with_context(|| format!("set {ifname} up"))?;
+            super::lease::bring_up(&nl, &link)?;
         }
         let mac = link.mac.unwrap_or_default();
         let sock = Sock6::open(&ns, ifname, link.index)?;

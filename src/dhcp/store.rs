@@ -84,6 +84,11 @@ impl Store {
         let mut out = Vec::new();
         for e in rd.flatten() {
             let p = e.path();
+            if p.extension().is_some_and(|x| x == "tmp") {
+                // A write cut short by a crash or a signal: the old file (if any) is intact.
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
             if p.extension().is_none_or(|x| x != "json") {
                 continue;
             }

@@ -4,7 +4,7 @@
 //! SOLICIT/ADVERTISE/REQUEST/REPLY, RENEW (at T1, to the server), REBIND (at T2, any server),
 //! RELEASE. The client DUID is DUID-LL of the interface's MAC; the IAID is a hash of the
 //! reference's client id, so two attachments never share an IA. Retransmission: each send
-//! waits `timeout`, sends back off from 1 s doubling to `resend_max`, one exchange gives up
+//! waits the back-off (1 s doubling to `resend_max`, at most `timeout`), one exchange gives up
 //! after `resend_timeout`.
 
 use super::client::{Ms, Timing};
@@ -246,7 +246,7 @@ impl Sock6 {
                 continue;
             }
             tries += 1;
-            let until = Instant::now() + Duration::from_millis(timing.timeout + backoff);
+            let until = Instant::now() + Duration::from_millis(backoff.min(timing.timeout.max(1)));
             while Instant::now() < until && start.elapsed() < limit {
                 if stop() {
                     bail!("stopped");

@@ -206,6 +206,7 @@ impl Lan {
         };
         rd.flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
             .collect()
     }
 }
