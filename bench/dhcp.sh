@@ -104,6 +104,14 @@ start_daemon ours "$tmp/ours.sock"
 idle_ours=$(awk '/VmRSS/ { print $2 }' "/proc/$daemon_pid/status")
 time_pairs "$tmp/bin/dhcp" "$tmp/ours.sock"
 ours_add=$add_ms ours_del=$del_ms
+# The floor under both: `ip netns exec` + plugin exec + one daemon round trip, no DHCP.
+for ((i = 0; i < runs; i++)); do
+  t0=$(date +%s%N)
+  printf '{"cniVersion":"1.1.0","name":"lan","type":"dhcp","ipam":{"type":"dhcp","daemonSocketPath":"%s"}}' "$tmp/ours.sock" |
+    $H env CNI_COMMAND=STATUS CNI_PATH="$tmp/bin" "$tmp/bin/dhcp" >/dev/null
+  echo $((($(date +%s%N) - t0) / 1000))
+done >"$tmp/status"
+ours_status=$(median <"$tmp/status")
 rss_with_leases "$tmp/bin/dhcp" "$tmp/ours.sock"
 ours_rss=$rss
 kill "$daemon_pid"
@@ -124,6 +132,7 @@ echo "| dhcp (dnsmasq on a bridge, median of $runs) | ours | reference v1.1.1 |"
 echo "|---|---|---|"
 echo "| ADD (plugin exec + DORA through the daemon), ms | $ours_add | $ref_add |"
 echo "| DEL (plugin exec + RELEASE), ms | $ours_del | $ref_del |"
+echo "| STATUS (ip netns exec + plugin exec + daemon round trip, no DHCP), ms | $ours_status | – |"
 echo "| daemon RSS idle, KiB | $idle_ours | $idle_ref |"
 echo "| daemon RSS with $nleases leases, KiB | $ours_rss | $ref_rss |"
 echo
