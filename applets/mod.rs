@@ -11,6 +11,7 @@
 mod bandwidth;
 mod bridge;
 mod cluster_ipam;
+mod dhcp;
 mod doctor;
 mod dummy;
 mod firewall;
@@ -41,6 +42,25 @@ pub enum Run {
     Plugin(&'static dyn Plugin),
     /// A command-line tool that parses its own arguments (argv without the applet name).
     Tool(fn(&[OsString]) -> ExitCode),
+    /// A CNI plugin that is also a tool when its first argument is `word` (`dhcp daemon`).
+    PluginOrTool {
+        /// Run through skel otherwise.
+        plugin: &'static dyn Plugin,
+        /// The first argument that selects the tool.
+        word: &'static str,
+        /// Gets the arguments after `word`.
+        tool: fn(&[OsString]) -> ExitCode,
+    },
+}
+
+impl Run {
+    /// The CNI plugin of a plugin row (also of a plugin that doubles as a tool).
+    pub fn plugin(&self) -> Option<&'static dyn Plugin> {
+        match *self {
+            Run::Plugin(p) | Run::PluginOrTool { plugin: p, .. } => Some(p),
+            Run::Tool(_) => None,
+        }
+    }
 }
 
 /// One applet.
@@ -74,6 +94,15 @@ pub static APPLETS: &[Applet] = &[
         name: "cnitool",
         about: "run a network configuration against a netns, as the reference cnitool (JSON output)",
         run: Run::Tool(net::cnitool_main),
+    },
+    Applet {
+        name: "dhcp",
+        about: "IPAM: leases from the LAN's DHCP server (v4, v6) through `dhcp daemon`, which persists them",
+        run: Run::PluginOrTool {
+            plugin: &dhcp::Dhcp,
+            word: "daemon",
+            tool: dhcp::daemon_main,
+        },
     },
     Applet {
         name: "doctor",

@@ -24,6 +24,12 @@ ns=bench-$$
 hostns=benchhost-$$
 tmp=
 SECTIONS=(section_version section_loopback section_host_local section_bridge section_macvlan section_portmap section_chain section_runtime section_firewall section_flannel section_etcd_ipam section_multi)
+# The dhcp IPAM and its daemon against a local dnsmasq, ours vs the reference (bench/dhcp.sh).
+SECTIONS+=(section_dhcp)
+section_dhcp() {
+  command -v dnsmasq >/dev/null || { NOTES+=("dhcp: skipped (no dnsmasq)"); return; }
+  NOTES+=("$("$top/bench/dhcp.sh" "$farm/cni-multi")") || die "bench/dhcp.sh failed"
+}
 # shellcheck source=bench/runtime.sh
 . "$top/bench/runtime.sh"
 # shellcheck source=bench/multi.sh

@@ -101,26 +101,29 @@ fn base_name(arg0: &OsStr) -> String {
 /// Runs a row: plugins through skel with the real process environment and stdio, or their
 /// `--help` (the config keys, [`crate::keys::plugin_help`]).
 fn run_applet(applet: &Applet, args: &[OsString]) -> ExitCode {
-    match applet.run {
-        Run::Tool(f) => f(args),
-        Run::Plugin(p)
-            if matches!(args.first().and_then(|a| a.to_str()), Some("--help" | "-h")) =>
-        {
-            print!("{}", crate::keys::plugin_help(applet.name, applet.about, p));
-            ExitCode::SUCCESS
+    let plugin = match applet.run {
+        Run::Tool(f) => return f(args),
+        Run::PluginOrTool { word, tool, .. } if args.first().is_some_and(|a| a == word) => {
+            return tool(&args[1..]);
         }
-        Run::Plugin(p) => {
-            let env: Env = std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect();
-            let io = Io {
-                stdin: &mut std::io::stdin().lock(),
-                stdout: &mut std::io::stdout().lock(),
-                stderr: &mut std::io::stderr().lock(),
-            };
-            ExitCode::from(skel::run(applet.name, p, &env, io))
-        }
+        Run::PluginOrTool { plugin, .. } | Run::Plugin(plugin) => plugin,
+    };
+    if matches!(args.first().and_then(|a| a.to_str()), Some("--help" | "-h")) {
+        print!(
+            "{}",
+            crate::keys::plugin_help(applet.name, applet.about, plugin)
+        );
+        return ExitCode::SUCCESS;
     }
+    let env: Env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let io = Io {
+        stdin: &mut std::io::stdin().lock(),
+        stdout: &mut std::io::stdout().lock(),
+        stderr: &mut std::io::stderr().lock(),
+    };
+    ExitCode::from(skel::run(applet.name, plugin, &env, io))
 }
 
 /// Unknown applet: a message, plus a CNI error on stdout when a runtime is calling.

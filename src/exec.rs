@@ -116,7 +116,7 @@ pub fn in_process_plugin(
     }
     let applet = applets::find(plugin_type)?;
     match applet.run {
-        Run::Plugin(plugin) => Some((applet.name, plugin)),
+        Run::Plugin(plugin) | Run::PluginOrTool { plugin, .. } => Some((applet.name, plugin)),
         Run::Tool(_) => None,
     }
 }

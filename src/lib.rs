@@ -4,6 +4,7 @@
 //! the applets (one per reference plugin) in `applets/`, registered in one sorted table.
 
 pub mod dbus;
+pub mod dhcp;
 pub mod dispatch;
 pub mod doctor;
 pub mod error;

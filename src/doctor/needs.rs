@@ -4,7 +4,7 @@
 //! name, for the coordinator to extend. A type in neither has no known needs: doctor then only
 //! checks that it is installed.
 
-use crate::applets::{APPLETS, Run};
+use crate::applets::APPLETS;
 use serde_json::{Map, Value};
 
 /// One thing a probe establishes.
@@ -98,10 +98,7 @@ pub static EXTRA: &[(&str, &[Need])] = &[
 
 /// The needs of plugin type `name`: its own declaration, else [`EXTRA`]'s, else none.
 pub fn needs_of(name: &str) -> &'static [Need] {
-    let own = crate::applets::find(name).and_then(|a| match a.run {
-        Run::Plugin(p) => Some(p.needs()),
-        Run::Tool(_) => None,
-    });
+    let own = crate::applets::find(name).and_then(|a| a.run.plugin().map(|p| p.needs()));
     match own {
         Some(n) if !n.is_empty() => n,
         _ => EXTRA
@@ -115,7 +112,7 @@ pub fn needs_of(name: &str) -> &'static [Need] {
 pub fn known_types() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = APPLETS
         .iter()
-        .filter(|a| matches!(a.run, Run::Plugin(_)))
+        .filter(|a| a.run.plugin().is_some())
         .map(|a| a.name)
         .chain(EXTRA.iter().map(|(n, _)| *n))
         .collect();

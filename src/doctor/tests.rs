@@ -123,7 +123,7 @@ fn no_config_is_ok_and_applets_say_what_they_miss() {
 fn needs_are_declared_once() {
     for (name, _) in needs::EXTRA {
         if let Some(a) = crate::applets::find(name)
-            && let crate::applets::Run::Plugin(p) = a.run
+            && let Some(p) = a.run.plugin()
         {
             assert!(
                 p.needs().is_empty(),

@@ -13,6 +13,7 @@ mod chain_many;
 mod cluster_ipam;
 mod concurrency;
 mod demo;
+mod dhcp;
 mod doctor;
 mod dummy;
 mod etcd_rig;
