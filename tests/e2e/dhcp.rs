@@ -5,7 +5,7 @@
 //! mid-lease resuming and renewing the same address; DEL with the daemon stopped; STATUS 50;
 //! several containers on one daemon; a silent server timing out and leaving nothing.
 
-mod rig;
+pub(crate) mod rig;
 
 use crate::podnet::VERSIONS;
 use crate::support::require_root;

@@ -385,3 +385,89 @@ fn legacy_lifecycle(version: &str) {
 }
 
 tests_of!(legacy_lifecycle: legacy_lifecycle_0_1_0 = "0.1.0", legacy_lifecycle_0_2_0 = "0.2.0");
+
+/// The village pod with net1 on the LAN's DHCP server: dnsmasq in the LAN netns, our dhcp
+/// daemon in the fake host, the macvlan's address leased over the LAN; the LAN host and the
+/// host (through the shim) reach it; DEL releases the lease (dnsmasq's lease file empties).
+#[test]
+fn net1_leased_from_the_lans_dhcp_server() {
+    use crate::dhcp::rig::{Proc, wait_for};
+    if !require_root() {
+        return;
+    }
+    let rig = Rig::new("multi-dhcp");
+    let dir = TempDir::new("multi-dhcp-files");
+    let leases = dir.join("dnsmasq.leases");
+    let argv: Vec<String> = [
+        "dnsmasq",
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--interface=lan1",
+        "--bind-interfaces",
+        "--no-ping",
+        "--dhcp-range=192.168.77.100,192.168.77.150,255.255.255.0,2m",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        format!("--dhcp-leasefile={}", leases.display()),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+    ])
+    .collect();
+    let _dnsmasq = Proc::spawn(&rig.lan, &argv, &dir.join("dnsmasq.log"));
+    let sock = dir.join("run/dhcp.sock");
+    let daemon_argv: Vec<String> = vec![
+        Farm::shared().binary().display().to_string(),
+        "dhcp".into(),
+        "daemon".into(),
+        "-socketpath".into(),
+        sock.display().to_string(),
+        "-leasedir".into(),
+        dir.join("leases").display().to_string(),
+    ];
+    let _daemon = Proc::spawn(&rig.pair.host, &daemon_argv, &dir.join("daemon.log"));
+    assert!(
+        wait_for(Duration::from_secs(10), || sock.exists()),
+        "dhcp daemon did not start"
+    );
+    let mut net1 = rig.lan_plugins();
+    // The LAN's server sends its router (option 3): with `priority` that default route gets a
+    // metric and stays behind eth0's, as the village setup wants.
+    net1[0]["ipam"] = json!({"type": "dhcp", "daemonSocketPath": sock, "priority": 100});
+    let conf = rig.conf("1.1.0", net1);
+    let ctr = rig.pair.container.path().to_str().unwrap().to_string();
+    let result = rig.call("ADD", "pod1", &ctr, &conf).result().clone();
+    check_result(&result, "1.1.0", &ctr);
+    let lan_addr = addresses(&rig.pair.container, "net1");
+    let pod_lan = lan_addr[0].split('/').next().unwrap().to_string();
+    let last: u8 = pod_lan.rsplit('.').next().unwrap().parse().unwrap();
+    assert!(
+        (100..=150).contains(&last),
+        "not from the LAN's pool: {pod_lan}"
+    );
+    let within = Duration::from_secs(5);
+    assert!(
+        ping(&rig.lan, &pod_lan, within),
+        "LAN host -> pod's leased address"
+    );
+    assert!(
+        ping(&rig.pair.host, &pod_lan, within),
+        "host -> pod through the shim"
+    );
+    assert!(
+        std::fs::read_to_string(&leases)
+            .unwrap_or_default()
+            .contains(&pod_lan)
+    );
+    rig.call("CHECK", "pod1", &ctr, &conf).ok();
+    rig.call("DEL", "pod1", &ctr, &conf).ok();
+    rig.call("DEL", "pod1", &ctr, &conf).ok();
+    assert!(
+        wait_for(Duration::from_secs(5), || !std::fs::read_to_string(&leases)
+            .unwrap_or_default()
+            .contains(&pod_lan)),
+        "dnsmasq still holds the lease after DEL"
+    );
+    assert_eq!(rig.residue(), Vec::<String>::new(), "left after DEL");
+}
