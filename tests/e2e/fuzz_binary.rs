@@ -11,7 +11,8 @@
 //! binary, its shared libraries and a fresh /proc, in a private mount namespace. Kernel objects
 //! die with the netns, files with the temp dir.
 //!
-//! Default: 24 inputs per applet; `CNI_MULTI_LONG=1` (`make reliability`): 2000.
+//! Default: 24 inputs per applet; `CNI_MULTI_LONG=1` (`make reliability`): 2000;
+//! `CNI_MULTI_FUZZ_RUNS=N`: N.
 
 use crate::support::farm::{applet_names, binary};
 use crate::support::{Pair, TempDir, require_root};
@@ -214,7 +215,10 @@ fn every_applet_survives_mutated_input() {
         return;
     }
     let long = std::env::var("CNI_MULTI_LONG").is_ok_and(|v| v == "1");
-    let per_applet = if long { 2000 } else { 24 };
+    let per_applet = std::env::var("CNI_MULTI_FUZZ_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if long { 2000 } else { 24 });
     let pair = Pair::new("fuzzbin");
     let tmp = TempDir::new("fuzzbin");
     let root = jail(&tmp);
