@@ -196,7 +196,9 @@ fn ensure_shim(host: &Handle, name: &str, master: &Link) -> Result<Link> {
         .with_context(|| format!("hostShim: {name} vanished after creation"))?;
     host.set_alias(l.index, OURS)?;
     host.set_up(l.index)?;
-    Ok(l)
+    // Read back: the caller tells ours from the user's by the alias just set.
+    host.link_by_index(l.index)?
+        .with_context(|| format!("hostShim: {name} vanished after creation"))
 }
 
 /// DEL: the pod's routes through the shim, its state file, and the shim itself when it is ours

@@ -35,6 +35,7 @@ mod kill_steps;
 mod loopback;
 mod macvlan;
 mod macvlan_pod;
+mod macvlan_shim;
 mod masq_traffic;
 mod multi;
 mod podman;
