@@ -136,6 +136,15 @@ pub fn attach<'a>(
     let name = conf.name_for(&master.name)?;
     let _lock = lock(&conf.state_dir, &name)?;
     let shim = ensure_shim(host, &name, master)?;
+    // Undo before anything else can fail: a shim this ADD created must not outlive it when
+    // the address, the state file or a route fails (DEL would find no state and keep it).
+    let (cid, ifname, shim_name) = (owner.0.to_string(), owner.1.to_string(), name.clone());
+    rb.push(format!("remove host shim routes of {cid}"), move || {
+        let detached = detach(host, conf, (&cid, &ifname));
+        let _lock = lock(&conf.state_dir, &shim_name)?;
+        remove_if_unused(host, &conf.state_dir, &shim_name)?;
+        detached
+    });
     let ours = shim.alias.as_deref() == Some(OURS);
     if let (Some(addr), true) = (conf.address, ours) {
         let have = host.addresses(Some(shim.index), Some(netlink::Family::of_net(&addr)))?;
@@ -146,10 +155,6 @@ pub fn attach<'a>(
     }
     let routes: Vec<IpNet> = pod_ips.iter().map(|ip| host_route(ip.addr())).collect();
     let file = conf.pod_file(owner.0, owner.1);
-    let (cid, ifname) = (owner.0.to_string(), owner.1.to_string());
-    rb.push(format!("remove host shim routes of {cid}"), move || {
-        detach(host, conf, (&cid, &ifname))
-    });
     write_state(
         &file,
         &PodState {
@@ -196,7 +201,9 @@ fn ensure_shim(host: &Handle, name: &str, master: &Link) -> Result<Link> {
         .with_context(|| format!("hostShim: {name} vanished after creation"))?;
     host.set_alias(l.index, OURS)?;
     host.set_up(l.index)?;
-    Ok(l)
+    // Read back: the caller tells ours from the user's by the alias just set.
+    host.link_by_index(l.index)?
+        .with_context(|| format!("hostShim: {name} vanished after creation"))
 }
 
 /// DEL: the pod's routes through the shim, its state file, and the shim itself when it is ours
@@ -221,16 +228,25 @@ pub fn detach(host: &Handle, conf: &ShimConf, owner: (&str, &str)) -> Result<()>
         }
     }
     remove_file(&file)?;
-    if let Some(shim) = shim
-        && shim.alias.as_deref() == Some(OURS)
-        && !in_use(&conf.state_dir, &state.shim)?
-    {
-        match host.delete_link(shim.index) {
-            Err(e) if !netlink::is_not_found(&e) => return Err(e),
-            _ => {}
-        }
+    if shim.is_some() {
+        remove_if_unused(host, &conf.state_dir, &state.shim)?;
     }
     Ok(())
+}
+
+/// Deletes the shim `name` when it is ours and no pod's state names it. The caller holds its
+/// lock.
+fn remove_if_unused(host: &Handle, dir: &Path, name: &str) -> Result<()> {
+    let Some(shim) = host.link_by_name(name)? else {
+        return Ok(());
+    };
+    if shim.alias.as_deref() != Some(OURS) || in_use(dir, name)? {
+        return Ok(());
+    }
+    match host.delete_link(shim.index) {
+        Err(e) if !netlink::is_not_found(&e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Whether any pod's state file still names `shim`.

@@ -36,6 +36,7 @@ mod kill_steps;
 mod loopback;
 mod macvlan;
 mod macvlan_pod;
+mod macvlan_shim;
 mod masq_traffic;
 mod multi;
 mod podman;
