@@ -99,16 +99,16 @@ impl Plugin for Multi {
         let mut done: Vec<&Resolved> = Vec::new();
         let mut merged = CniResult::default();
         for a in &attachments {
-            let added = runtime
-                .add_network_list(&a.list, &a.rt)
-                .and_then(|v| CniResult::decode(&v, &a.list.cni_version))
-                .with_context(|| format!("attachment {:?} ({})", a.rt.ifname, a.list.name));
-            match added {
-                Ok(result) => {
-                    merge_into(&mut merged, result);
-                    done.push(a);
-                }
-                Err(e) => return Err(undo(&runtime, &done, e)),
+            let what = || format!("attachment {:?} ({})", a.rt.ifname, a.list.name);
+            let added = match runtime.add_network_list(&a.list, &a.rt) {
+                Ok(v) => v,
+                Err(e) => return Err(undo(&runtime, &done, e.context(what()))),
+            };
+            // Attached from here on: a result that does not decode is undone with the rest.
+            done.push(a);
+            match CniResult::decode(&added, &a.list.cni_version) {
+                Ok(result) => merge_into(&mut merged, result),
+                Err(e) => return Err(undo(&runtime, &done, e.context(what()))),
             }
         }
         Ok(merged)

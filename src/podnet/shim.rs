@@ -251,6 +251,8 @@ fn remove_if_unused(host: &Handle, dir: &Path, name: &str) -> Result<()> {
 
 /// Whether any pod's state file still names `shim`.
 fn in_use(dir: &Path, shim: &str) -> Result<bool> {
+    // A state file of a writer killed before its rename names no live pod.
+    crate::orphans::sweep(dir, TEMP_PREFIX, '-');
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
@@ -287,8 +289,13 @@ fn remove_file(path: &Path) -> Result<()> {
 }
 
 /// Writes the state file atomically (temp file + rename).
+/// The temporary name of a state file being written: `.tmp-<pid>-<name>` (the dot keeps it
+/// out of [`in_use`], the pid lets a sweep find a dead writer's).
+const TEMP_PREFIX: &str = ".tmp-";
+
 fn write_state(path: &Path, state: &PodState) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!("{TEMP_PREFIX}{}-{name}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -333,6 +340,33 @@ mod tests {
         assert!(serde_json::from_value::<C>(serde_json::json!({"hostShim": "yes"})).is_err());
         let bad = parse(serde_json::json!({"hostShim": {"name": "much-too-long-name"}})).unwrap();
         assert!(bad.name_for("eno1").is_err());
+    }
+
+    /// A state file half-written by a killed ADD neither keeps the shim alive nor stays.
+    #[test]
+    fn a_dead_writers_state_file_is_not_a_pod() {
+        let dir = std::env::temp_dir().join(format!("cni-shim-orphan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let state = PodState {
+            shim: "mvs-eno1".into(),
+            routes: vec![],
+        };
+        let orphan = dir.join(format!("{TEMP_PREFIX}{dead}-c1-net1"));
+        std::fs::write(&orphan, serde_json::to_vec(&state).unwrap()).unwrap();
+        assert!(!in_use(&dir, "mvs-eno1").unwrap());
+        assert!(!orphan.exists(), "the orphan stays");
+        write_state(&dir.join("c2-net1"), &state).unwrap();
+        assert!(in_use(&dir, "mvs-eno1").unwrap());
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["c2-net1"], "no temp file after a write");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -303,15 +303,15 @@ impl ResultCache {
     }
 }
 
-/// Temp file beside `path`, written, fdatasynced, renamed over `path`. The directory is not
-/// fsynced: a rename lost to a power loss leaves no file, which every reader takes as "nothing
-/// cached" (as DEL takes an empty file), and that second flush cost as much as the rest of a
-/// runtime call on the benchmark machine (bench/runtime.sh).
 /// The temporary name's prefix for cache file `name`: `.<name>.tmp-` (then `<pid>-<n>`).
 fn temp_prefix(name: &str) -> String {
     format!(".{name}.tmp-")
 }
 
+/// Temp file beside `path`, written, fdatasynced, renamed over `path`. The directory is not
+/// fsynced: a rename lost to a power loss leaves no file, which every reader takes as "nothing
+/// cached" (as DEL takes an empty file), and that second flush cost as much as the rest of a
+/// runtime call on the benchmark machine (bench/runtime.sh).
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = path.parent().expect("a cache path has a directory");
