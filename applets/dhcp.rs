@@ -106,7 +106,9 @@ impl Plugin for Dhcp {
         });
         let mut result = CniResult::default();
         for a in answers {
-            let a = a.map_err(|_| anyhow::anyhow!("DHCP call panicked"))??;
+            let a = a
+                .map_err(|_| anyhow::anyhow!("DHCP call panicked"))?
+                .map_err(CallError::into_cni)?;
             if let Some(l) = &a.lease {
                 let r = to_result(l, ipam.priority)?;
                 result.ips.extend(r.ips);
@@ -147,7 +149,7 @@ impl Plugin for Dhcp {
             .prev_result()?
             .ok_or_else(|| bad_config("Required prevResult missing"))?;
         for target in targets {
-            let a = call(&socket, &Request::Lookup { target })?;
+            let a = call(&socket, &Request::Lookup { target }).map_err(CallError::into_cni)?;
             let addr = match (a.lease, a.lease6) {
                 (Some(l), _) => IpAddr::V4(l.ack.yiaddr),
                 (None, Some(l6)) => IpAddr::V6(l6.addr),

@@ -143,6 +143,20 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
+impl CallError {
+    /// As a CNI error: no daemon is code 11 (try again later: it may be starting, and a
+    /// runtime retries), anything else keeps its own chain.
+    pub fn into_cni(self) -> anyhow::Error {
+        match self {
+            CallError::Unreachable(_) => {
+                crate::error::CniError::new(crate::error::code::TRY_AGAIN_LATER, self.to_string())
+                    .into()
+            }
+            CallError::Failed(e) => e,
+        }
+    }
+}
+
 /// Sends one request to the daemon at `socket` and reads its answer.
 pub fn call(socket: &Path, req: &Request) -> Result<Response, CallError> {
     let stream = UnixStream::connect(socket).map_err(CallError::Unreachable)?;
