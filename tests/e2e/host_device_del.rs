@@ -39,7 +39,14 @@ fn netns_gone_releases_the_address_and_the_kernel_deleted_the_veth() {
     at.run(&host, "DEL", &with_prev(&c, &r)).ok();
     at.run(&host, "DEL", &c).ok();
     assert!(reservations(&data, "hdnet").is_empty());
-    // What is true on this kernel: a veth dies with its netns, and its peer with it.
+    // What is true on this kernel: a veth dies with its netns, and its peer with it. The kernel
+    // tears a netns down in a workqueue, so under load that takes a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (host.link("hd0").is_some() || lan.link("lanp").is_some())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(host.link("hd0").is_none() && lan.link("lanp").is_none());
 }
 
