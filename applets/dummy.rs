@@ -7,8 +7,10 @@
 //! DEL releases IPAM first and treats a missing netns or link as done; GC is forwarded to IPAM;
 //! CHECK compares kind, MAC, up state and addresses.
 
+use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
 use crate::exec::delegate;
+use crate::keys::Key;
 use crate::netlink::{Handle, LinkKind, LinkSpec};
 use crate::podnet::stacked::{self, Addressing, Sides};
 use crate::podnet::{self, check};
@@ -20,7 +22,21 @@ use anyhow::{Result, bail};
 /// The applet.
 pub struct Dummy;
 
+/// It reads no keys of its own: only the common ones ([`crate::keys::COMMON`]).
+const KEYS: &[Key] = &[];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Link("dummy"))];
+
 impl Plugin for Dummy {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let net = load(args)?;
         let ipam = podnet::ipam_type(&net).expect("checked at load");

@@ -49,3 +49,8 @@ fn newlink_bytes_of_the_dummy() {
     ];
     assert_eq!(msg, want);
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<NetConf>(KEYS);
+}

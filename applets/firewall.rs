@@ -22,7 +22,9 @@
 //! (the reference creates the chains).
 
 use crate::dbus::DEFAULT_SYSTEM_BUS;
+use crate::doctor::{Need, Probe};
 use crate::error::{ErrorList, bad_config};
+use crate::keys::{Key, key};
 use crate::netfilter::firewall::{
     self, DEFAULT_ADMIN_CHAIN, IngressPolicy, Owner, Rules, Used, firewalld, host_prefix, iptables,
     nftables, state,
@@ -60,6 +62,7 @@ impl Backend {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -116,7 +119,29 @@ fn bus_address(args: &CmdArgs) -> &str {
         .map_or(DEFAULT_SYSTEM_BUS, String::as_str)
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("backend", r#""nftables""#, "iptables, nftables or firewalld (default: firewalld if running, else by what works)"),
+    key("iptablesAdminChainName", r#""CNI-ADMIN""#, "user-owned chain consulted first (default CNI-ADMIN)"),
+    key("firewalldZone", r#""trusted""#, "firewalld zone the addresses join (default trusted)"),
+    key("ingressPolicy", r#""same-bridge""#, "open (default), same-bridge or isolated: bridge isolation"),
+    key("dataDir", r#""/var/lib/cni/firewall""#, "where DEL and GC find what ADD set up (default /var/lib/cni/firewall)"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Netfilter)];
+
 impl Plugin for Firewall {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf: Config = args.config()?;
         let prev = required_prev(&conf)?;
@@ -329,5 +354,10 @@ mod tests {
             e.to_string()
                 .contains("chain \"firewall\" plugin with \"bridge\"")
         );
+    }
+
+    #[test]
+    fn help_lists_every_config_key() {
+        crate::keys::assert_struct_keys::<Config>(KEYS);
     }
 }

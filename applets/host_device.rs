@@ -25,6 +25,7 @@ mod sys;
 use crate::error::{ErrorList, bad_config};
 use crate::exec::delegate;
 use crate::ipam::configure::configure_iface;
+use crate::keys::{Key, key};
 use crate::netlink::{Handle, Link, parse_mac};
 use crate::podnet::{self, check};
 use crate::rollback::Rollback;
@@ -40,6 +41,7 @@ pub struct HostDevice;
 
 /// The host-device plugin's configuration.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct Config {
     #[serde(flatten)]
     net: NetConf,
@@ -51,8 +53,9 @@ struct Config {
     kernelpath: String,
     #[serde(default, rename = "pciBusID")]
     pci_bus_id: String,
-    /// The reference's untagged `DPDKMode` field: any key spelling "dpdkmode" in any case.
-    #[serde(skip)]
+    /// The reference's untagged `DPDKMode` field: any key spelling "dpdkmode" in any case, read
+    /// by `load` from the raw object (the name is for the keys test's encoding only).
+    #[serde(skip_deserializing, rename = "DPDKMode")]
     dpdk_key: bool,
 }
 
@@ -73,7 +76,22 @@ struct Target {
     dpdk: bool,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("device", r#""eth1""#, "the host link to move, by name"),
+    key("hwaddr", r#""c2:11:22:33:44:55""#, "the host link to move, by MAC"),
+    key("kernelpath", r#""/sys/devices/pci0000:00/0000:00:19.0""#, "the host link to move, by its /sys/devices path"),
+    key("pciBusID", r#""0000:04:00.5""#, "the host link to move, by PCI address (vfio-pci, uio: DPDK mode)"),
+    key("DPDKMode", "true", "without pciBusID: the device is bound to a userspace driver, nothing is moved (any case)"),
+];
+
 impl Plugin for HostDevice {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         let target = conf.target(&Sysfs::system())?;

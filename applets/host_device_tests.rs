@@ -168,3 +168,8 @@ fn move_in_and_out_through_a_temporary_netns() {
     assert!(after.is_up());
     assert_eq!(after.alias.as_deref().unwrap_or(""), "");
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

@@ -13,8 +13,10 @@
 //! default route, nor `prevResult` (the reference fails without them), releases IPAM first and
 //! treats a missing netns or link as done; GC is forwarded to IPAM.
 
+use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
 use crate::exec::delegate;
+use crate::keys::{Key, key};
 use crate::netlink::{Handle, IpvlanFlag, IpvlanMode, KindData, Link, LinkKind, LinkSpec};
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
@@ -29,6 +31,7 @@ pub struct Ipvlan;
 
 /// The ipvlan plugin's configuration.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct Config {
     #[serde(flatten)]
     net: NetConf,
@@ -47,7 +50,29 @@ struct DelConfig {
     net: NetConf,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("master", r#""eth0""#, "the host NIC to stack on (default: chained prevResult's interface, else the default route's)"),
+    key("mtu", "1500", "MTU of the new link, at most the master's (default: the master's)"),
+    key("linkInContainer", "true", "the master is in the container netns, not on the host"),
+    key("mode", r#""l3""#, "l2, l3 or l3s (default l2)"),
+    key("flag", r#""private""#, "bridge, private or vepa (default bridge)"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Link("ipvlan"))];
+
 impl Plugin for Ipvlan {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         let prev = conf.net.prev_result()?;

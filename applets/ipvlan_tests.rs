@@ -116,3 +116,8 @@ fn newlink_bytes_of_an_ipvlan_in_the_container() {
     ];
     assert_eq!(crate::netlink::newlink_message(&spec, 2).unwrap(), want);
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

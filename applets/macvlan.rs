@@ -17,8 +17,10 @@
 //! raw config, so it needs neither the master nor a default route, releases IPAM first and
 //! treats a missing netns or link as done; GC is forwarded to IPAM; config errors are code 7.
 
+use crate::doctor::{Need, Probe};
 use crate::error::{ErrorList, bad_config};
 use crate::exec::delegate;
+use crate::keys::{Key, key};
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec, MacvlanMode, parse_mac};
 use crate::podnet::shim::{self, ShimConf};
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
@@ -35,6 +37,7 @@ pub struct Macvlan;
 
 /// The macvlan plugin's configuration.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct Config {
     #[serde(flatten)]
     net: NetConf,
@@ -60,7 +63,31 @@ struct DelConfig {
     host_shim: Option<ShimConf>,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("master", r#""eth0""#, "the host NIC to stack on (default: chained prevResult's interface, else the default route's)"),
+    key("mtu", "1500", "MTU of the new link, at most the master's (default: the master's)"),
+    key("linkInContainer", "true", "the master is in the container netns, not on the host"),
+    key("mode", r#""bridge""#, "bridge, private, vepa or passthru (default bridge)"),
+    key("mac", r#""c2:11:22:33:44:55""#, "MAC of the container link (CNI_ARGS MAC and runtimeConfig.mac win)"),
+    key("bcqueuelen", "1000", "length of the broadcast queue (default: the kernel's)"),
+    key("hostShim", r#"{"name":"mv-host","address":"192.168.1.250/24","stateDir":"/tmp/shim"}"#, "true or {name,address,stateDir}: a host macvlan so the host reaches its pods"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Link("macvlan"))];
+
 impl Plugin for Macvlan {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         let ns = args.open_netns()?;

@@ -101,3 +101,8 @@ fn check_compares_mode_and_broadcast_queue() {
     assert!(e.to_string().contains("bcqueuelen 1000"), "{e}");
     assert!(c.check_kind_data(&KindData::Other).is_err());
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

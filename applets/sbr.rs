@@ -16,6 +16,7 @@
 //! and table routes it made and puts back the main-table routes it deleted.
 
 use crate::error::{ErrorList, bad_config};
+use crate::keys::{Key, key};
 use crate::netlink::{Family, Handle, RouteSpec, RuleSpec, is_not_found};
 use crate::netns::Netns;
 use crate::rollback::Rollback;
@@ -37,6 +38,7 @@ const FIRST_TABLE: u32 = 100;
 const RT_SCOPE_LINK: u8 = 253;
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -88,7 +90,20 @@ impl Gateways {
     }
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("table", "200", "only add rules, pointing at this table (default: a free table from 100 per address)"),
+    key("gateways", r#"["192.168.1.1","fd00::1"]"#, "default gateways of the tables, one per family (default: the addresses' own)"),
+    key("addSourceHints", "true", "give subnet routes a src hint instead of deleting them"),
+];
+
 impl Plugin for Sbr {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf: Config = args.config()?;
         let gateways = Gateways::parse(&conf.gateways)?;
@@ -382,5 +397,10 @@ mod tests {
         assert!(!belongs_to(&r, &subnet));
         r.src = Some("10.0.0.2".parse().unwrap());
         assert!(belongs_to(&r, &subnet));
+    }
+
+    #[test]
+    fn help_lists_every_config_key() {
+        crate::keys::assert_struct_keys::<Config>(KEYS);
     }
 }

@@ -13,9 +13,11 @@
 //! device is created by a child switched to that context. IPAM is released first on DEL, and
 //! DEL deletes only a tun device, CHECK also checks the device is a tap with the result's MAC.
 
+use crate::doctor::{Need, Probe};
 use crate::error::{ErrorList, bad_config};
 use crate::exec::delegate;
 use crate::ipam::configure::configure_iface;
+use crate::keys::{Key, key};
 use crate::netlink::{Handle, Link, parse_mac};
 use crate::netns::Netns;
 use crate::podnet::{self, check};
@@ -32,6 +34,7 @@ pub struct Tap;
 
 /// The tap plugin's configuration.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -52,7 +55,31 @@ struct Config {
     bridge: String,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("mac", r#""c2:11:22:33:44:55""#, "MAC of the tap (CNI_ARGS MAC and runtimeConfig.mac win)"),
+    key("mtu", "1500", "MTU of the tap (default: the kernel's)"),
+    key("multiQueue", "true", "make a multi-queue tap"),
+    key("owner", "1000", "uid that may use the tap"),
+    key("group", "1000", "gid that may use the tap"),
+    key("selinuxContext", r#""system_u:system_r:container_t:s0""#, "SELinux context to create the tap in (needs SELinux)"),
+    key("bridge", r#""br0""#, "a bridge in the container to enslave the tap to"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Tun)];
+
 impl Plugin for Tap {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         let mac = conf.mac(args)?;
@@ -335,5 +362,10 @@ mod tests {
             assert!(e.to_string().contains("SELinux is not enabled"), "{e}");
             Config::load_for_del(&a).unwrap();
         }
+    }
+
+    #[test]
+    fn help_lists_every_config_key() {
+        crate::keys::assert_struct_keys::<Config>(KEYS);
     }
 }

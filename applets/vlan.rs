@@ -11,8 +11,10 @@
 //! MTU check there), releases IPAM first and treats a missing netns or link as done; GC is
 //! forwarded to IPAM.
 
+use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
 use crate::exec::delegate;
+use crate::keys::{Key, key};
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec};
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
 use crate::podnet::{self, check};
@@ -27,6 +29,7 @@ pub struct Vlan;
 
 /// The vlan plugin's configuration.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(flatten)]
@@ -44,7 +47,28 @@ struct DelConfig {
     net: NetConf,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("master", r#""eth0""#, "the host NIC to put the VLAN on (required unless chained: prevResult's one host interface)"),
+    key("mtu", "1500", "MTU of the new link, at most the master's (default: the master's)"),
+    key("linkInContainer", "true", "the master is in the container netns, not on the host"),
+    key("vlanId", "100", "the 802.1Q VLAN id, 0-4094"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Link("vlan"))];
+
 impl Plugin for Vlan {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         let prev = conf.net.prev_result()?;

@@ -119,3 +119,8 @@ fn newlink_bytes_of_a_vlan_in_the_container() {
         (None, None, None)
     );
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Config>(KEYS);
+}

@@ -10,7 +10,9 @@
 //! reference: DEL succeeds when the interface is gone too (the reference fails), releases the
 //! interface only from this VRF, and a failed ADD undoes what it did.
 
+use crate::doctor::{Need, Probe};
 use crate::error::{ErrorList, bad_config};
+use crate::keys::{Key, key};
 use crate::netlink::vrf::Vrf;
 use crate::netlink::{Address, Family, Handle, LinkKind, LinkSpec, RouteSpec};
 use crate::rollback::Rollback;
@@ -30,6 +32,7 @@ const IFA_F_NODAD: u32 = 0x02;
 const LOCAL_ROUTE_RETRIES: u32 = 8;
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct Config {
     #[serde(flatten)]
     net: NetConf,
@@ -49,7 +52,26 @@ fn config(args: &CmdArgs) -> Result<Config> {
     Ok(conf)
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("vrfname", r#""blue""#, "the VRF to put the interface in; made if missing (required)"),
+    key("table", "100", "routing table of a new VRF (default: the lowest from 1 no VRF uses)"),
+];
+
+/// What the node must offer, for `cni-multi doctor`.
+const NEEDS: &[Need] = &[Need::always(Probe::Link("vrf"))];
+
 impl Plugin for VrfPlugin {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
+    fn needs(&self) -> &'static [Need] {
+        NEEDS
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = config(args)?;
         let prev = conf
@@ -223,5 +245,10 @@ mod tests {
     fn auto_table_is_lowest_unused() {
         assert_eq!(lowest_free(BTreeSet::new()), 1);
         assert_eq!(lowest_free([1, 2, 4].into()), 3);
+    }
+
+    #[test]
+    fn help_lists_every_config_key() {
+        crate::keys::assert_struct_keys::<Config>(KEYS);
     }
 }

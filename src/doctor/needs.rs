@@ -75,25 +75,16 @@ impl Need {
     }
 }
 
-use Probe::{DhcpDaemon, Link, Netfilter, Tun};
+use Probe::{DhcpDaemon, Link};
 
 /// Needs of plugin types this binary may lack, keyed by type name. Move a row into the
 /// applet's `Plugin::needs` when it lands (a test refuses a type declared in both places).
 pub static EXTRA: &[(&str, &[Need])] = &[
     ("dhcp", &[Need::always(DhcpDaemon)]),
-    ("dummy", &[Need::always(Link("dummy"))]),
-    ("firewall", &[Need::always(Netfilter)]),
     (
         "flannel",
         &[Need::always(Link("veth")), Need::always(Link("bridge"))],
     ),
-    ("host-device", &[]),
-    ("ipvlan", &[Need::always(Link("ipvlan"))]),
-    ("macvlan", &[Need::always(Link("macvlan"))]),
-    ("sbr", &[]),
-    ("tap", &[Need::always(Tun)]),
-    ("vlan", &[Need::always(Link("vlan"))]),
-    ("vrf", &[Need::always(Link("vrf"))]),
 ];
 
 /// The needs of plugin type `name`: its own declaration, else [`EXTRA`]'s, else none.

@@ -29,6 +29,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/macvlan-shim";
 
 /// `hostShim`: `true` (a generated name, no address), or an object.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(Serialize), serde(rename_all = "camelCase"))]
 pub struct ShimConf {
     /// The shim's name; empty: `mvs-` + the master's name (cut to 15 bytes).
     pub name: String,

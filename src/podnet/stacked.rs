@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 /// The keys every stacked plugin has.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct LowerConf {
     /// The lower device; empty: chained (`prevResult`) or the default route's interface.
