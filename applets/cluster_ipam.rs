@@ -19,6 +19,7 @@ use crate::ipam::config::{HostLocalConfig, get_str, ipam_section, read_resolv_co
 use crate::ipam::etcd::EtcdStore;
 use crate::ipam::exclude::{Exclude, Excluding};
 use crate::ipam::{RangeSet, Store};
+use crate::keys::{Key, key};
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, NetConf};
 use serde::Deserialize;
@@ -45,7 +46,32 @@ struct Cluster {
     network: String,
 }
 
+/// Its configuration keys (inside `ipam`), one line each, for `--help`; a test holds this table
+/// equal to what the loaders read ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("ipam.etcdEndpoints", r#"["https://10.0.0.1:2379","https://10.0.0.2:2379"]"#, "etcd v3 client URLs (tried in order; at least one)"),
+    key("ipam.etcdCACert", r#""/etc/etcd/ca.pem""#, "CA of the etcd servers (https endpoints)"),
+    key("ipam.etcdCert", r#""/etc/etcd/client.pem""#, "client certificate for etcd"),
+    key("ipam.etcdKey", r#""/etc/etcd/client-key.pem""#, "its private key"),
+    key("ipam.etcdPrefix", r#""/cni-multi/ipam/""#, "key prefix of the pool (default /cni-multi/ipam/)"),
+    key("ipam.nodeName", r#""node-1""#, "this node's name in each reservation (default: the host name)"),
+    key("ipam.exclude", r#"["10.1.0.32/28"]"#, "CIDRs never handed out"),
+    key("ipam.ranges", r#"[[{"subnet":"10.2.0.0/24"}]]"#, "range sets, as host-local's"),
+    key("ipam.subnet", r#""10.1.0.0/24""#, "a single range (legacy form of ranges)"),
+    key("ipam.rangeStart", r#""10.1.0.10""#, "first address handed out in subnet"),
+    key("ipam.rangeEnd", r#""10.1.0.50""#, "last address handed out in subnet"),
+    key("ipam.gateway", r#""10.1.0.1""#, "gateway of subnet (never handed out)"),
+    key("ipam.routes", r#"[{"dst":"0.0.0.0/0"}]"#, "routes to return: {dst, gw}"),
+    key("ipam.dataDir", r#""/var/lib/cni/networks""#, "read as host-local reads it, unused: reservations live in etcd"),
+    key("ipam.resolvConf", r#""/etc/resolv.conf""#, "a resolv.conf to return as DNS"),
+];
+
 impl Plugin for ClusterIpam {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let conf: Conf = args.config()?;
         let cluster = Cluster::load(&conf.net)?;
@@ -275,5 +301,19 @@ mod tests {
                 "{ipam}"
             );
         }
+    }
+
+    #[test]
+    fn help_lists_every_config_key() {
+        let sources = [
+            include_str!("cluster_ipam.rs"),
+            include_str!("../src/ipam/config.rs"),
+            include_str!("../src/ipam/exclude.rs"),
+        ];
+        crate::keys::assert_ipam_keys(KEYS, &sources, |net| {
+            HostLocalConfig::load(net, &crate::types::args::CniArgs::default())?;
+            Cluster::load(net)?;
+            exclude_of(net).map(drop)
+        });
     }
 }

@@ -12,6 +12,7 @@ use crate::dhcp::client::Lease;
 use crate::dhcp::{self, CallError, Request, Target};
 use crate::error::{CniError, bad_config, code};
 use crate::ipam::config::ipam_section;
+use crate::keys::{Key, key};
 use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, IpConfig, NetConf, Route};
 use anyhow::Context;
@@ -90,7 +91,24 @@ struct ProvideOpt {
 /// and router, plus classless (121) and classful (33) static routes.
 const DEFAULT_REQUEST: [u8; 4] = [1, 3, 121, 33];
 
+/// Its configuration keys (inside `ipam`), one line each, for `--help`; a test holds this table
+/// equal to what the loader reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("ipam.daemonSocketPath", r#""/run/cni/dhcp.sock""#, "the daemon's socket (default /run/cni/dhcp.sock)"),
+    key("ipam.request", r#"[{"option":"121","skipDefault":false}]"#, "DHCP options to request; skipDefault drops the default list (1, 3, 121, 33)"),
+    key("ipam.provide", r#"[{"option":"12","fromArg":"K8S_POD_NAME"}]"#, "DHCP options to send: a value, or fromArg (a CNI_ARGS key)"),
+    key("ipam.priority", "100", "metric of every route the lease gives"),
+    key("ipam.ipv4", "true", "lease an IPv4 address (DHCPv4; default true)"),
+    key("ipam.ipv6", "true", "lease an IPv6 address too (DHCPv6 IA_NA; default false)"),
+    key("ipam.ipv6PrefixLength", "64", "prefix length put on the DHCPv6 address (default 64)"),
+];
+
 impl Plugin for Dhcp {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let (socket, ipam, targets) = load(args)?;
         // DHCPv4 and DHCPv6 leases are acquired at the same time.

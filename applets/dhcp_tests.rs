@@ -101,3 +101,9 @@ fn provide_value_then_from_arg_wins() {
     let long = "a".repeat(256);
     assert!(provide_list(&[p(Some(&long), None)], &args).is_err());
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    let sources = [include_str!("dhcp.rs")];
+    crate::keys::assert_ipam_keys(KEYS, &sources, |net| socket_and_keys(net).map(drop));
+}

@@ -16,6 +16,7 @@
 
 use crate::error::{CniError, code};
 use crate::exec;
+use crate::keys::{Key, key};
 use crate::rollback::Rollback;
 use crate::skel::{CmdArgs, Command, Plugin};
 use crate::types::CniResult;
@@ -37,6 +38,7 @@ const VALID_ATTACHMENTS: &str = "cni.dev/valid-attachments";
 
 /// flannel's own keys; everything else of the network config is ignored, as upstream does.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 struct Conf {
     #[serde(default)]
@@ -84,7 +86,20 @@ pub struct SubnetEnv {
     pub ipmasq: Option<bool>,
 }
 
+/// Its configuration keys, one line each, for `--help`; a test holds this table equal to what
+/// the parser reads ([`crate::keys`]).
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key("subnetFile", r#""/run/flannel/subnet.env""#, "the lease flanneld writes (FLANNEL_NETWORK, FLANNEL_SUBNET, ...)"),
+    key("dataDir", r#""/var/lib/cni/flannel""#, "where each container's delegate config is saved for DEL"),
+    key("delegate", r#"{"hairpinMode":true,"isDefaultGateway":true}"#, "merged over the generated bridge config (type defaults to bridge)"),
+];
+
 impl Plugin for Flannel {
+    fn keys(&self) -> Option<&'static [Key]> {
+        Some(KEYS)
+    }
+
     fn add(&self, args: &CmdArgs) -> anyhow::Result<CniResult> {
         let conf: Conf = args.config()?;
         let env = load_subnet_env(&conf.subnet_file)?;

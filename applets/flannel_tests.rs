@@ -131,3 +131,8 @@ fn missing_file_is_try_again_and_names_it() {
     assert_eq!(cni.code, code::TRY_AGAIN_LATER);
     assert!(cni.msg.contains("/nonexistent/subnet.env"), "{}", cni.msg);
 }
+
+#[test]
+fn help_lists_every_config_key() {
+    crate::keys::assert_struct_keys::<Conf>(KEYS);
+}

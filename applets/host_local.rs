@@ -42,6 +42,7 @@ const KEYS: &[Key] = &[
     key("ipam.routes", r#"[{"dst":"0.0.0.0/0"}]"#, "routes to return: {dst, gw}"),
     key("ipam.dataDir", r#""/var/lib/cni/networks""#, "where reservations are kept"),
     key("ipam.resolvConf", r#""/etc/resolv.conf""#, "a resolv.conf to return as DNS"),
+    key("ipam.exclude", r#"["10.1.0.32/28"]"#, "CIDRs never handed out (beyond the reference)"),
 ];
 
 impl Plugin for HostLocal {

@@ -83,9 +83,12 @@ fn help_lists_every_ipam_key() {
     let sources = [
         include_str!("host_local.rs"),
         include_str!("../src/ipam/config.rs"),
+        include_str!("../src/ipam/exclude.rs"),
     ];
     crate::keys::assert_ipam_keys(KEYS, &sources, |net| {
-        HostLocalConfig::load(net, &CniArgs::default()).map(drop)
+        HostLocalConfig::load(net, &CniArgs::default())?;
+        let ipam = crate::ipam::config::ipam_section(net)?;
+        crate::ipam::exclude::Exclude::parse(ipam.get("exclude"), "ipam.exclude").map(drop)
     });
 }
 
