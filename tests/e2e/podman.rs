@@ -223,16 +223,9 @@ fn missing_tool() -> Option<&'static str> {
     })
 }
 
-/// Runs a web server in a container on [`NET`], reaches it through the port mapping, removes
-/// it and checks that nothing is left.
-fn serve_and_remove(label: &str, plugins: &Path) {
-    if let Some(tool) = missing_tool() {
-        skip!("{tool} not installed");
-    }
-    let podman = Podman::new(label, plugins);
-    let Some(rootfs) = rootfs(&podman.dir) else {
-        skip!("busybox-static not installed (/bin/busybox must be a static binary)");
-    };
+/// Starts container `web` on [`NET`]: busybox httpd on port 80 of `rootfs`, published on the
+/// host's 8080; returns its id.
+fn start_web(podman: &Podman, rootfs: &Path) -> String {
     let rootfs = rootfs.to_str().expect("UTF-8").to_string();
     let mut run = vec!["run", "--detach", "--name", "web", "--network", NET];
     run.extend([
@@ -255,7 +248,20 @@ fn serve_and_remove(label: &str, plugins: &Path) {
         "-h",
         "/www",
     ]);
-    let id = podman.ok(&run);
+    podman.ok(&run)
+}
+
+/// Runs a web server in a container on [`NET`], reaches it through the port mapping, removes
+/// it and checks that nothing is left.
+fn serve_and_remove(label: &str, plugins: &Path) {
+    if let Some(tool) = missing_tool() {
+        skip!("{tool} not installed");
+    }
+    let podman = Podman::new(label, plugins);
+    let Some(rootfs) = rootfs(&podman.dir) else {
+        skip!("busybox-static not installed (/bin/busybox must be a static binary)");
+    };
+    let id = start_web(&podman, &rootfs);
 
     let address = container_address(&podman);
     assert_eq!(
@@ -451,29 +457,7 @@ fn podman_runs_a_container_with_two_interfaces_from_one_network() {
     let Some(rootfs) = rootfs(&podman.dir) else {
         skip!("busybox-static not installed (/bin/busybox must be a static binary)");
     };
-    let rootfs = rootfs.to_str().expect("UTF-8").to_string();
-    let mut run = vec!["run", "--detach", "--name", "web", "--network", NET];
-    run.extend([
-        "--publish",
-        "8080:80",
-        "--cgroup-parent",
-        &podman.cgroup_parent,
-    ]);
-    let limits = ulimits();
-    for l in &limits {
-        run.extend(["--ulimit", l]);
-    }
-    run.extend([
-        "--rootfs",
-        &rootfs,
-        "/bin/httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
-    podman.ok(&run);
+    start_web(&podman, &rootfs);
 
     let address = container_address(&podman);
     assert_eq!(address, "10.89.7.2");
