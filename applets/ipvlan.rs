@@ -15,13 +15,12 @@
 
 use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
-use crate::exec::delegate;
 use crate::keys::{Key, key};
 use crate::netlink::{Handle, IpvlanFlag, IpvlanMode, KindData, Link, LinkKind, LinkSpec};
+use crate::podnet;
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
-use crate::podnet::{self, check};
 use crate::rollback::Rollback;
-use crate::skel::{CmdArgs, Command, Plugin};
+use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, NetConf};
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -103,21 +102,9 @@ impl Plugin for Ipvlan {
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let conf = Config::load(args)?;
-        let ns = args.open_netns()?;
-        if let Some(t) = podnet::ipam_type(&conf.net) {
-            delegate(Command::Check, t, args)?;
-        }
-        let prev = check::prev_result(&conf.net, "ipvlan")?;
-        let (host, cont) = (Handle::new()?, Handle::in_netns(&ns)?);
-        let sides = Sides {
-            host: &host,
-            cont: &cont,
-            ns: &ns,
-        };
-        stacked::check_master(&conf.lower, &sides)?;
-        let d = stacked::check_container_link(&cont, &prev, args, "ipvlan", conf.lower.mtu)?;
-        conf.check_kind_data(&d.data)?;
-        stacked::check_addresses(&cont, args, &prev)
+        stacked::check_attachment(args, &conf.net, &conf.lower, "ipvlan", |d| {
+            conf.check_kind_data(d)
+        })
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {

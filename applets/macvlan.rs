@@ -19,12 +19,11 @@
 
 use crate::doctor::{Need, Probe};
 use crate::error::{ErrorList, bad_config};
-use crate::exec::delegate;
 use crate::keys::{Key, key};
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec, MacvlanMode, parse_mac};
+use crate::podnet;
 use crate::podnet::shim::{self, ShimConf};
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
-use crate::podnet::{self, check};
 use crate::rollback::Rollback;
 use crate::skel::{CmdArgs, Command, Plugin};
 use crate::types::version::{Family, Version};
@@ -133,21 +132,9 @@ impl Plugin for Macvlan {
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let conf = Config::load(args)?;
-        let ns = args.open_netns()?;
-        if let Some(t) = podnet::ipam_type(&conf.net) {
-            delegate(Command::Check, t, args)?;
-        }
-        let prev = check::prev_result(&conf.net, "macvlan")?;
-        let (host, cont) = (Handle::new()?, Handle::in_netns(&ns)?);
-        let sides = Sides {
-            host: &host,
-            cont: &cont,
-            ns: &ns,
-        };
-        stacked::check_master(&conf.lower, &sides)?;
-        let d = stacked::check_container_link(&cont, &prev, args, "macvlan", conf.lower.mtu)?;
-        conf.check_kind_data(&d.data)?;
-        stacked::check_addresses(&cont, args, &prev)
+        stacked::check_attachment(args, &conf.net, &conf.lower, "macvlan", |d| {
+            conf.check_kind_data(d)
+        })
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {

@@ -13,13 +13,12 @@
 
 use crate::doctor::{Need, Probe};
 use crate::error::bad_config;
-use crate::exec::delegate;
 use crate::keys::{Key, key};
 use crate::netlink::{Handle, KindData, Link, LinkKind, LinkSpec};
+use crate::podnet;
 use crate::podnet::stacked::{self, Addressing, LowerConf, Sides};
-use crate::podnet::{self, check};
 use crate::rollback::Rollback;
-use crate::skel::{CmdArgs, Command, Plugin};
+use crate::skel::{CmdArgs, Plugin};
 use crate::types::{CniResult, NetConf};
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -103,27 +102,16 @@ impl Plugin for Vlan {
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let conf = Config::load(args)?;
-        let ns = args.open_netns()?;
-        delegate(Command::Check, conf.ipam(), args)?;
-        let prev = check::prev_result(&conf.net, "vlan")?;
-        let (host, cont) = (Handle::new()?, Handle::in_netns(&ns)?);
-        let sides = Sides {
-            host: &host,
-            cont: &cont,
-            ns: &ns,
-        };
-        stacked::check_master(&conf.lower, &sides)?;
-        let d = stacked::check_container_link(&cont, &prev, args, "vlan", conf.lower.mtu)?;
-        match d.data {
-            KindData::Vlan { id } if i64::from(id) == conf.vlan_id => {}
+        // IPAM is required (checked at load), so check_attachment always delegates its CHECK.
+        stacked::check_attachment(args, &conf.net, &conf.lower, "vlan", |d| match *d {
+            KindData::Vlan { id } if i64::from(id) == conf.vlan_id => Ok(()),
             KindData::Vlan { id } => bail!(
                 "container vlan {} has VLAN id {id}, the configuration says {}",
                 args.ifname,
                 conf.vlan_id
             ),
             _ => bail!("container interface {} is not a vlan", args.ifname),
-        }
-        stacked::check_addresses(&cont, args, &prev)
+        })
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {

@@ -3,6 +3,7 @@
 #![cfg(target_endian = "little")]
 
 use super::*;
+use crate::skel::Command;
 use crate::types::args::CniArgs;
 
 fn cmd(json: &str) -> CmdArgs {

@@ -14,7 +14,7 @@ use super::{check, ipam_add, ipam_type, override_dns, release_ipam};
 use crate::error::{ErrorList, bad_config};
 use crate::exec::delegate;
 use crate::ipam::configure::configure_iface;
-use crate::netlink::{self, Handle, Link, LinkDetails, LinkKind, LinkSpec};
+use crate::netlink::{self, Handle, KindData, Link, LinkDetails, LinkKind, LinkSpec};
 use crate::netns::Netns;
 use crate::rollback::Rollback;
 use crate::skel::{CmdArgs, Command};
@@ -319,6 +319,32 @@ pub fn check_master(lower: &LowerConf, sides: &Sides<'_>) -> Result<()> {
 pub fn check_addresses(cont: &Handle, args: &CmdArgs, prev: &CniResult) -> Result<()> {
     check::validate_interface_ips(cont, &args.ifname, &prev.ips)?;
     check::validate_routes(cont, &prev.routes)
+}
+/// CHECK of a stacked plugin's attachment (FEATURES.md: IPAM's CHECK when there is IPAM, a
+/// `prevResult`, the master, the container link of `kind` with its MTU, its kind data as
+/// `kind_data` wants it, the addresses).
+pub fn check_attachment(
+    args: &CmdArgs,
+    net: &NetConf,
+    lower: &LowerConf,
+    kind: &str,
+    kind_data: impl FnOnce(&KindData) -> Result<()>,
+) -> Result<()> {
+    let ns = args.open_netns()?;
+    if let Some(t) = ipam_type(net) {
+        delegate(Command::Check, t, args)?;
+    }
+    let prev = check::prev_result(net, kind)?;
+    let (host, cont) = (Handle::new()?, Handle::in_netns(&ns)?);
+    let sides = Sides {
+        host: &host,
+        cont: &cont,
+        ns: &ns,
+    };
+    check_master(lower, &sides)?;
+    let d = check_container_link(&cont, &prev, args, kind, lower.mtu)?;
+    kind_data(&d.data)?;
+    check_addresses(&cont, args, &prev)
 }
 
 /// DEL of a link that lives only in the container: IPAM DEL first (when configured), then
