@@ -3,9 +3,10 @@
 //! `plugins/ipam/dhcp` (FEATURES.md 6.12). Keys: `ipam.daemonSocketPath`, `request`,
 //! `provide`, `priority`. Differences on purpose (USER-ASKS row 8): DEL succeeds when the
 //! daemon is unreachable, CHECK only reads the daemon's lease, STATUS answers code 50 when the
-//! daemon is not there, and option 121 (and 33) are requested by default. Ours too:
-//! `ipv6: true` adds a DHCPv6 IA_NA lease (acquired alongside the DHCPv4 one; `ipv4: false` for
-//! a v6-only link), given `ipv6PrefixLength` (default 64), since DHCPv6 carries no prefix.
+//! daemon is not there, and option 121 (and 33) are requested by default. Ours too: a DHCPv6
+//! IA_NA lease alongside the DHCPv4 one whenever the link's routers advertise DHCPv6 (RA with
+//! the M flag; `ipv6: true` always, `ipv6: false` never; `ipv4: false` for a v6-only link),
+//! given `ipv6PrefixLength` (default 64), since DHCPv6 carries no prefix.
 //! The daemon, the protocol and the DHCP client live in `src/dhcp/`.
 
 use crate::dhcp::client::Lease;
@@ -53,9 +54,10 @@ struct DhcpIpam {
     /// Ours: lease an IPv4 address (DHCPv4); default true.
     #[serde(default = "yes")]
     ipv4: bool,
-    /// Ours: lease an IPv6 address (DHCPv6 IA_NA) too; default false.
+    /// Ours: lease an IPv6 address (DHCPv6 IA_NA) too: always, never, or (unset) when a
+    /// router on the link advertises DHCPv6.
     #[serde(default)]
-    ipv6: bool,
+    ipv6: Option<bool>,
     /// Ours: prefix length put on the DHCPv6 address (DHCPv6 carries none); default 64.
     #[serde(default = "sixty_four")]
     ipv6_prefix_length: u8,
@@ -100,7 +102,7 @@ const KEYS: &[Key] = &[
     key("ipam.provide", r#"[{"option":"12","fromArg":"K8S_POD_NAME"}]"#, "DHCP options to send: a value, or fromArg (a CNI_ARGS key)"),
     key("ipam.priority", "100", "metric of every route the lease gives"),
     key("ipam.ipv4", "true", "lease an IPv4 address (DHCPv4; default true)"),
-    key("ipam.ipv6", "true", "lease an IPv6 address too (DHCPv6 IA_NA; default false)"),
+    key("ipam.ipv6", "true", "lease an IPv6 address too (DHCPv6 IA_NA): true always, false never; unset: when a router on the link advertises DHCPv6 (RA M flag)"),
     key("ipam.ipv6PrefixLength", "64", "prefix length put on the DHCPv6 address (default 64)"),
 ];
 
@@ -117,16 +119,23 @@ impl Plugin for Dhcp {
                 .into_iter()
                 .map(|target| {
                     let socket = &socket;
-                    s.spawn(move || call(socket, &Request::Allocate { target }))
+                    let optional = target.auto;
+                    (
+                        s.spawn(move || call(socket, &Request::Allocate { target })),
+                        optional,
+                    )
                 })
                 .collect();
-            calls.into_iter().map(|c| c.join()).collect()
+            calls.into_iter().map(|(c, o)| (c.join(), o)).collect()
         });
         let mut result = CniResult::default();
-        for a in answers {
-            let a = a
-                .map_err(|_| anyhow::anyhow!("DHCP call panicked"))?
-                .map_err(CallError::into_cni)?;
+        for (a, optional) in answers {
+            let a = match a.map_err(|_| anyhow::anyhow!("DHCP call panicked"))? {
+                Ok(a) => a,
+                // DHCPv6 nobody asked for: a failure (logged by the daemon) leaves IPv4 alone.
+                Err(_) if optional => continue,
+                Err(e) => return Err(e.into_cni()),
+            };
             if let Some(l) = &a.lease {
                 let r = to_result(l, ipam.priority)?;
                 result.ips.extend(r.ips);
@@ -167,10 +176,12 @@ impl Plugin for Dhcp {
             .prev_result()?
             .ok_or_else(|| bad_config("Required prevResult missing"))?;
         for target in targets {
+            let target_auto = target.auto;
             let a = call(&socket, &Request::Lookup { target }).map_err(CallError::into_cni)?;
             let addr = match (a.lease, a.lease6) {
                 (Some(l), _) => IpAddr::V4(l.ack.yiaddr),
                 (None, Some(l6)) => IpAddr::V6(l6.addr),
+                (None, None) if target_auto => continue,
                 (None, None) => {
                     anyhow::bail!("the DHCP daemon holds no lease for {}", args.ifname)
                 }
@@ -232,13 +243,20 @@ fn load(args: &CmdArgs) -> anyhow::Result<(PathBuf, DhcpIpam, Vec<Target>)> {
         request: request_list(&ipam.request)?,
         provide: provide_list(&ipam.provide, args)?,
         v6: false,
+        auto: false,
     };
     let mut targets = Vec::new();
     if ipam.ipv4 {
         targets.push(target.clone());
     }
-    if ipam.ipv6 {
-        targets.push(Target { v6: true, ..target });
+    match ipam.ipv6 {
+        Some(false) => {}
+        Some(true) => targets.push(Target { v6: true, ..target }),
+        None => targets.push(Target {
+            v6: true,
+            auto: ipam.ipv4,
+            ..target
+        }),
     }
     if targets.is_empty() {
         return Err(bad_config("ipam: ipv4 and ipv6 are both false"));

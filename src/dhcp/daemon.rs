@@ -1,12 +1,14 @@
 //! `dhcp daemon [flags]`: the reference's flags (`-pidfile`, `-hostprefix`, `-socketpath`,
-//! `-broadcast`, `-timeout`, `-resendmax`, `-resendtimeout`) plus `-leasedir`; systemd socket
+//! `-broadcast`, `-timeout`, `-resendmax`, `-resendtimeout`) plus `-leasedir` and `-v6probe`
+//! (see [`super::ra`]; verdicts are kept per network for [`VERDICT_TTL`]); systemd socket
 //! activation (exactly one inherited listener); leases resumed from the lease directory at
 //! start; SIGINT/SIGTERM remove the socket and the pidfile and exit, leaving the lease files
 //! so the next start keeps renewing them. One short thread per connection (see the protocol
-//! in the module above), one long thread per lease.
+//! in the module above); a lease has a thread only during an exchange, else it waits on the
+//! timer thread of [`super::park`].
 
 use super::client::Timing;
-use super::lease::{self, Granted, LeaseHandle, Settings, Status};
+use super::lease::{self, Failure, Granted, LeaseHandle, Settings, Status};
 use super::store::Store;
 use super::{Request, Response, Target};
 use anyhow::{Context, Result, bail};
@@ -20,6 +22,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The daemon's flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,9 @@ pub struct Flags {
     pub timing: Timing,
     /// `-leasedir` (ours).
     pub leasedir: PathBuf,
+    /// `-v6probe` (ours): how long an allocation with `auto` DHCPv6 listens for a Router
+    /// Advertisement (ms; 0: never probe, no DHCPv6 unless asked for).
+    pub v6probe: u64,
 }
 
 impl Default for Flags {
@@ -47,6 +53,7 @@ impl Default for Flags {
             broadcast: false,
             timing: Timing::default(),
             leasedir: super::DEFAULT_LEASE_DIR.into(),
+            v6probe: 2000,
         }
     }
 }
@@ -86,6 +93,7 @@ pub fn parse_flags(args: &[OsString]) -> Result<Flags> {
             "timeout" => f.timing.timeout = go_duration(&value)?,
             "resendmax" => f.timing.resend_max = go_duration(&value)?,
             "resendtimeout" => f.timing.resend_timeout = go_duration(&value)?,
+            "v6probe" => f.v6probe = go_duration(&value)?,
             _ => bail!("unknown flag -{name}"),
         }
     }
@@ -228,10 +236,16 @@ fn serve(listener: UnixListener, d: Arc<Daemon>) {
     }
 }
 
+/// How long a network's "is DHCPv6 offered" verdict is trusted before probing again.
+pub const VERDICT_TTL: u64 = 10 * 60 * 1000;
+
 /// The daemon's state: one handle per client id.
 pub struct Daemon {
     set: Settings,
     leases: Mutex<HashMap<String, Arc<LeaseHandle>>>,
+    v6probe: u64,
+    /// Per network name: until when, and whether its routers said DHCPv6 (M flag).
+    verdicts: Mutex<HashMap<String, (u64, bool)>>,
 }
 
 impl Daemon {
@@ -247,6 +261,8 @@ impl Daemon {
         let d = Daemon {
             set,
             leases: Mutex::new(HashMap::new()),
+            v6probe: flags.v6probe,
+            verdicts: Mutex::new(HashMap::new()),
         };
         for rec in d.set.store.load_all() {
             let cid = rec.target.key();
@@ -290,7 +306,7 @@ impl Daemon {
     /// Serves one request.
     pub fn answer(&self, req: Request) -> Response {
         let r = match req {
-            Request::Allocate { target } => self.allocate(target).map(Some),
+            Request::Allocate { target } => self.allocate(target),
             Request::Release { target } => {
                 self.release(&target);
                 Ok(None)
@@ -308,26 +324,35 @@ impl Daemon {
                 ..Default::default()
             },
             Ok(None) => Response::default(),
-            Err(e) => Response {
-                error: Some(e),
+            Err(f) => Response {
+                error: Some(f.msg),
+                code: f.no_answer.then_some(crate::error::code::TRY_AGAIN_LATER),
                 ..Default::default()
             },
         }
     }
 
-    fn allocate(&self, target: Target) -> Result<Granted, String> {
+    fn allocate(&self, target: Target) -> Result<Option<Granted>, Failure> {
         let cid = target.key();
+        let live =
+            |h: &Arc<LeaseHandle>| !matches!(h.status(), Status::Failed(_) | Status::Stopped);
+        if target.auto
+            && !self.leases.lock().unwrap().get(&cid).is_some_and(live)
+            && !self.dhcpv6_offered(&target)
+        {
+            return Ok(None);
+        }
         let h = {
             let mut map = self.leases.lock().unwrap();
             match map.get(&cid) {
-                Some(h) if !matches!(h.status(), Status::Failed(_) | Status::Stopped) => h.clone(),
+                Some(h) if live(h) => h.clone(),
                 _ => {
                     let h = if target.v6 {
                         super::lease6::spawn(&self.set, target, None)
                     } else {
                         lease::spawn(&self.set, target, None)
                     }
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(|e| Failure::hard(format!("{e:#}")))?;
                     map.insert(cid.clone(), h.clone());
                     h
                 }
@@ -340,7 +365,55 @@ impl Daemon {
                 map.remove(&cid);
             }
         }
-        r
+        r.map(Some)
+    }
+
+    /// Whether the target's network hands out addresses by DHCPv6: the cached verdict, else a
+    /// Router Solicitation on the target's interface ([`super::ra`]). A probe that cannot run
+    /// (interface gone, IPv6 off on it) says no and is not remembered.
+    fn dhcpv6_offered(&self, target: &Target) -> bool {
+        if self.v6probe == 0 {
+            return false;
+        }
+        let now = lease::now_ms();
+        if let Some((until, v)) = self.verdicts.lock().unwrap().get(&target.network)
+            && *until > now
+        {
+            return *v;
+        }
+        let verdict = match self.probe(target) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("dhcp daemon: {}: no DHCPv6: {e:#}", target.client_id());
+                return false;
+            }
+        };
+        eprintln!(
+            "dhcp daemon: network {:?}: {}",
+            target.network,
+            match verdict {
+                Some(a) if a.managed => "a router advertises DHCPv6 (M flag): IPv4 and IPv6",
+                Some(_) => "a router advertises no DHCPv6 (no M flag): IPv4 only",
+                None => "no router advertisement: IPv4 only",
+            }
+        );
+        let managed = verdict.is_some_and(|a| a.managed);
+        self.verdicts
+            .lock()
+            .unwrap()
+            .insert(target.network.clone(), (now + VERDICT_TTL, managed));
+        managed
+    }
+
+    fn probe(&self, target: &Target) -> Result<Option<super::ra::Advert>> {
+        let (ns, link) = lease::container_link(&self.set, target)?;
+        let key = format!("net.ipv6.conf.{}.disable_ipv6", target.ifname);
+        match crate::sysctl::read_in(&ns, &key) {
+            Ok(v) if v.trim() == "0" => {}
+            _ => bail!("IPv6 is off on {}", target.ifname),
+        }
+        let nl = crate::netlink::Handle::in_netns(&ns)?;
+        super::ra::probe(&ns, &nl, &link, Duration::from_millis(self.v6probe))
     }
 
     fn release(&self, target: &Target) {

@@ -1,12 +1,14 @@
-//! One thread per lease: drives a [`Client`] with the clock and the packets of a socket that
+//! One worker per lease: drives a [`Client`] with the clock and the packets of a socket that
 //! exists only while an exchange is under way (so an idle lease holds no fd and does not pin
 //! the container's netns), persists each bound lease, and sends DHCPRELEASE when stopped.
-//! Mirrors the reference's per-lease goroutine (`maintain`), including "stop maintaining when
-//! the link is gone".
+//! The worker has a thread only while it has something to do: bound until T1, it parks on the
+//! daemon's one timer thread ([`super::park`]). Mirrors the reference's per-lease goroutine
+//! (`maintain`), including "stop maintaining when the link is gone".
 
 use super::Target;
 use super::client::{Action, Client, Dest, Lease, Ms, State};
 use super::packet::{self, Outgoing, Params};
+use super::park::{self, Ticket};
 use super::rawsock::RawSock;
 use super::store::{Record, Store};
 use crate::netlink::Handle;
@@ -37,10 +39,30 @@ pub enum Status {
     Acquiring,
     /// Holding this lease.
     Bound(Granted),
-    /// Gave up (the message says why); the thread has ended.
-    Failed(String),
+    /// Gave up; the thread has ended.
+    Failed(Failure),
     /// Released or dropped; the thread has ended.
     Stopped,
+}
+
+/// Why an acquisition gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What happened, for the plugin's error.
+    pub msg: String,
+    /// No server answered within the limits: worth trying again later (CNI code 11), unlike
+    /// a missing interface or netns.
+    pub no_answer: bool,
+}
+
+impl Failure {
+    /// A failure that no retry mends.
+    pub fn hard(msg: String) -> Failure {
+        Failure {
+            msg,
+            no_answer: false,
+        }
+    }
 }
 
 /// A bound lease of either family.
@@ -65,23 +87,36 @@ pub struct Settings {
     pub store: Store,
 }
 
-/// The daemon's handle on one lease thread.
+/// The daemon's handle on one lease worker.
 pub struct LeaseHandle {
     status: Mutex<Status>,
     cv: Condvar,
     stop: Mutex<Sender<Sender<()>>>,
+    parked: Mutex<Parked>,
+}
+
+/// Whether the worker waits on the timer thread.
+enum Parked {
+    /// It has (or is about to get) a thread of its own.
+    Running,
+    /// It waits on the timer thread under this ticket.
+    At(Ticket),
+    /// A stop was sent: the worker must not park again.
+    Stopping,
 }
 
 impl LeaseHandle {
     /// Blocks until the lease is bound or has failed.
-    pub fn wait(&self) -> Result<Granted, String> {
+    pub fn wait(&self) -> Result<Granted, Failure> {
         let mut st = self.status.lock().unwrap();
         loop {
             match &*st {
                 Status::Acquiring => st = self.cv.wait(st).unwrap(),
                 Status::Bound(l) => return Ok(l.clone()),
                 Status::Failed(e) => return Err(e.clone()),
-                Status::Stopped => return Err("the lease was released meanwhile".into()),
+                Status::Stopped => {
+                    return Err(Failure::hard("the lease was released meanwhile".into()));
+                }
             }
         }
     }
@@ -91,12 +126,32 @@ impl LeaseHandle {
         self.status.lock().unwrap().clone()
     }
 
-    /// Asks the thread to send DHCPRELEASE and end; returns when it has (or has already).
+    /// Asks the worker to send DHCPRELEASE and end (waking it when parked); returns when it
+    /// has (or has already).
     pub fn stop(&self) {
         let (tx, rx) = channel();
-        if self.stop.lock().unwrap().send(tx).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
+        if self.stop.lock().unwrap().send(tx).is_err() {
+            return;
         }
+        let was = std::mem::replace(&mut *self.parked.lock().unwrap(), Parked::Stopping);
+        if let Parked::At(ticket) = was
+            && let Some(resume) = park::unpark(ticket)
+        {
+            park::start(resume);
+        }
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+    }
+
+    /// Parks `worker` until `at`, when the timer thread runs `run(worker)` on a new thread;
+    /// refused (the worker handed back) once a stop was sent, so the caller goes on to read its
+    /// stop channel: the message is queued before the flag is set, so it is there.
+    pub fn park<W: Send + 'static>(&self, at: Ms, worker: W, run: fn(W)) -> Result<(), W> {
+        let mut p = self.parked.lock().unwrap();
+        if matches!(*p, Parked::Stopping) {
+            return Err(worker);
+        }
+        *p = Parked::At(park::park(at, Box::new(move || run(worker))));
+        Ok(())
     }
 
     /// A handle in `status`, and the receiving end of its stop channel.
@@ -106,6 +161,7 @@ impl LeaseHandle {
             status: Mutex::new(status),
             cv: Condvar::new(),
             stop: Mutex::new(tx),
+            parked: Mutex::new(Parked::Running),
         });
         (h, rx)
     }
@@ -129,17 +185,19 @@ pub fn spawn(set: &Settings, target: Target, resume: Option<Lease>) -> Result<Ar
         Some(l) => Client::resume(set.timing, seed, l, now_ms()),
         None => Client::new(set.timing, seed),
     };
-    let mut w = Worker {
+    let w = Worker {
         set: set.clone(),
         target,
         client,
         conn: None,
         handle: h.clone(),
+        stop: rx,
+        stop_pending: None,
     };
     std::thread::Builder::new()
         .name("dhcp-lease".into())
         .stack_size(STACK)
-        .spawn(move || w.run(rx))
+        .spawn(move || w.run())
         .context("start lease thread")?;
     Ok(h)
 }
@@ -163,10 +221,16 @@ struct Worker {
     client: Client,
     conn: Option<Conn>,
     handle: Arc<LeaseHandle>,
+    stop: Receiver<Sender<()>>,
+    /// A stop read while deciding whether to park.
+    stop_pending: Option<Sender<()>>,
 }
 
+/// Idle for less than this, a worker keeps its thread rather than park.
+pub const PARK_ABOVE: Ms = 2000;
+
 impl Worker {
-    fn run(&mut self, stop: Receiver<Sender<()>>) {
+    fn run(mut self) {
         let cid = self.target.client_id();
         let mut actions = self.client.tick(now_ms());
         loop {
@@ -177,7 +241,19 @@ impl Worker {
             if matches!(self.handle.status(), Status::Failed(_)) {
                 return;
             }
-            actions = match self.wait(&stop) {
+            let wake = match self.idle_until() {
+                Some(due) if due > now_ms() + PARK_ABOVE => {
+                    self.conn = None;
+                    let h = self.handle.clone();
+                    match h.park(due, self, Worker::run) {
+                        Ok(()) => return,
+                        Err(me) => self = me,
+                    }
+                    self.wait()
+                }
+                _ => self.wait(),
+            };
+            actions = match wake {
                 Wake::Stop(done) => {
                     self.release(&cid);
                     let _ = done.send(());
@@ -203,7 +279,7 @@ impl Worker {
             let _ = self.set.store.remove(cid);
             self.handle.set(Status::Stopped);
         } else {
-            self.handle.set(Status::Failed(msg));
+            self.handle.set(Status::Failed(Failure::hard(msg)));
         }
     }
 
@@ -232,8 +308,10 @@ impl Worker {
                 Action::Failed(msg) => {
                     let ifname = &self.target.ifname;
                     self.conn = None;
-                    self.handle
-                        .set(Status::Failed(format!("DHCP on {ifname}: {msg}")));
+                    self.handle.set(Status::Failed(Failure {
+                        msg: format!("DHCP on {ifname}: {msg}"),
+                        no_answer: true,
+                    }));
                 }
                 Action::Expired => {
                     eprintln!(
@@ -274,16 +352,8 @@ impl Worker {
     /// Opens the container's netns by path, finds the interface (setting it up if down) and
     /// opens the socket there.
     fn open(&self) -> Result<Conn> {
-        let path = format!("{}{}", self.set.hostprefix, self.target.netns);
-        let ns = Netns::open(&path)?;
-        let nl = Handle::in_netns(&ns)?;
+        let (ns, link) = container_link(&self.set, &self.target)?;
         let ifname = &self.target.ifname;
-        let link = nl
-            .link_by_name(ifname)?
-            .with_context(|| format!("no interface {ifname} in netns {path}"))?;
-        if !link.is_up() {
-            bring_up(&nl, &link)?;
-        }
         let mac = link
             .mac
             .with_context(|| format!("{ifname} has no Ethernet address"))?;
@@ -303,7 +373,21 @@ impl Worker {
         Ok(Conn { sock, params })
     }
 
-    fn wait(&mut self, stop: &Receiver<Sender<()>>) -> Wake {
+    /// When the worker has nothing to do but wait for the clock: until when.
+    fn idle_until(&mut self) -> Option<Ms> {
+        if let Ok(done) = self.stop.try_recv() {
+            self.stop_pending = Some(done);
+            return None;
+        }
+        let idle = self.conn.is_none() || !self.client.expects_reply();
+        idle.then(|| self.client.deadline())
+    }
+
+    fn wait(&mut self) -> Wake {
+        if let Some(done) = self.stop_pending.take() {
+            return Wake::Stop(done);
+        }
+        let stop = &self.stop;
         loop {
             let now = now_ms();
             let due = self.client.deadline();
@@ -357,6 +441,21 @@ impl Worker {
     fn client_xid(&self) -> u32 {
         hash(&self.target.client_id()) ^ now_ms() as u32
     }
+}
+
+/// The target's netns and interface there, set up if it was down.
+pub fn container_link(set: &Settings, target: &Target) -> Result<(Netns, crate::netlink::Link)> {
+    let path = format!("{}{}", set.hostprefix, target.netns);
+    let ns = Netns::open(&path)?;
+    let nl = Handle::in_netns(&ns)?;
+    let ifname = &target.ifname;
+    let link = nl
+        .link_by_name(ifname)?
+        .with_context(|| format!("no interface {ifname} in netns {path}"))?;
+    if !link.is_up() {
+        bring_up(&nl, &link)?;
+    }
+    Ok((ns, link))
 }
 
 /// Sets `link` up and waits (up to 2 s) for it to run: frames sent before the carrier is up

@@ -1,14 +1,15 @@
-//! One thread per DHCPv6 lease: acquire (SOLICIT..REPLY), persist, sleep until T1, RENEW until
-//! T2, REBIND until the valid lifetime ends, then acquire again; RELEASE when stopped. The
+//! One worker per DHCPv6 lease: acquire (SOLICIT..REPLY), persist, park until T1 (on the
+//! daemon's timer thread, [`super::park`]), RENEW until T2, REBIND until the valid lifetime
+//! ends, then acquire again; RELEASE when stopped. The
 //! socket exists only during an exchange, as for DHCPv4 (`lease.rs`). Unlike DHCPv4 this is a
 //! plain loop over the blocking exchanges of [`super::v6`], not a separate state machine.
 
 use super::Target;
-use super::lease::{Granted, LeaseHandle, STACK, Settings, Status, hash, now_ms};
+use super::lease::{
+    Failure, Granted, LeaseHandle, PARK_ABOVE, STACK, Settings, Status, hash, now_ms,
+};
 use super::store::Record;
 use super::v6::{self, Ident, Lease6, Sock6};
-use crate::netlink::Handle;
-use crate::netns::Netns;
 use anyhow::{Context, Result};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -57,6 +58,17 @@ impl Worker6 {
                 self.release(lease.as_ref(), &key);
                 return;
             }
+            if let Some(t1) = lease.as_ref().map(Lease6::t1_at)
+                && t1 > now_ms() + PARK_ABOVE
+            {
+                let h = self.handle.clone();
+                match h.park(t1, (self, lease), |(w, l)| w.run(l)) {
+                    Ok(()) => return,
+                    // A stop is queued: the top of the loop finds it.
+                    Err((w, l)) => (self, lease) = (w, l),
+                }
+                continue;
+            }
             let next = match &lease {
                 None => self.acquire(),
                 Some(l) => match self.sleep_until(l.t1_at()) {
@@ -85,8 +97,10 @@ impl Worker6 {
                 }
                 Err(e) if first => {
                     let ifname = &self.target.ifname;
-                    self.handle
-                        .set(Status::Failed(format!("DHCPv6 on {ifname}: {e:#}")));
+                    self.handle.set(Status::Failed(Failure {
+                        msg: format!("DHCPv6 on {ifname}: {e:#}"),
+                        no_answer: e.downcast_ref::<v6::NoAnswer>().is_some(),
+                    }));
                     return;
                 }
                 Err(e) => {
@@ -134,16 +148,8 @@ impl Worker6 {
     }
 
     fn open(&self) -> Result<(Sock6, Ident)> {
-        let path = format!("{}{}", self.set.hostprefix, self.target.netns);
-        let ns = Netns::open(&path)?;
-        let nl = Handle::in_netns(&ns)?;
+        let (ns, link) = super::lease::container_link(&self.set, &self.target)?;
         let ifname = &self.target.ifname;
-        let link = nl
-            .link_by_name(ifname)?
-            .with_context(|| format!("no interface {ifname} in netns {path}"))?;
-        if !link.is_up() {
-            super::lease::bring_up(&nl, &link)?;
-        }
         let mac = link.mac.unwrap_or_default();
         let sock = Sock6::open(&ns, ifname, link.index)?;
         Ok((sock, Ident::new(mac, &self.target.client_id())))

@@ -5,8 +5,9 @@
 //!
 //! Parts: [`packet`] (DHCPv4 messages on the `dhcproto` codec, IPv4/UDP framing),
 //! [`client`] (the pure per-lease state machine), [`rawsock`] (the packet socket opened in
-//! the container's netns), [`store`] (lease files), [`lease`] (one thread per lease driving a
-//! client), [`daemon`] (flags, the unix socket server, socket activation, shutdown).
+//! the container's netns), [`store`] (lease files), [`lease`] (the worker driving a client,
+//! with a thread only while it has work), [`park`] (the one timer thread idle leases wait on),
+//! [`lease6`] and [`v6`] (DHCPv6), [`ra`] (is DHCPv6 offered on this link?), [`daemon`] (flags, the unix socket server, socket activation, shutdown).
 //!
 //! # Plugin <-> daemon protocol
 //! The reference speaks Go gob-RPC; ours only needs to talk to itself. One connection per
@@ -18,14 +19,19 @@
 //! - `{"op":"lookup","target":{...}}`: the current lease or none, never acquiring (CHECK);
 //! - `{"op":"ping"}`: liveness (STATUS).
 //!
-//! A target with `"v6": true` names the attachment's DHCPv6 lease (its own key). A response is
-//! `{"lease": Lease}` or `{"lease6": Lease6}` (or `{}`) on success, `{"error": "..."}` otherwise.
+//! A target with `"v6": true` names the attachment's DHCPv6 lease (its own key); with
+//! `"auto": true` as well, the daemon acquires it only when a Router Advertisement on the link
+//! has the M flag, else answers `{}` (no lease, no error). A response is
+//! `{"lease": Lease}` or `{"lease6": Lease6}` (or `{}`) on success, `{"error": "..."}` otherwise,
+//! with `"code": 11` when no DHCP server answered (try again later).
 
 pub mod client;
 pub mod daemon;
 pub mod lease;
 pub mod lease6;
 pub mod packet;
+pub mod park;
+pub mod ra;
 pub mod rawsock;
 pub mod store;
 pub mod v6;
@@ -63,6 +69,10 @@ pub struct Target {
     /// DHCPv6 (IA_NA) instead of DHCPv4.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub v6: bool,
+    /// With `v6`: only if the link's routers say addresses come from DHCPv6 ([`ra`]); else
+    /// the allocation answers no lease.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
 }
 
 impl Target {
@@ -121,6 +131,9 @@ pub struct Response {
     /// Set when the call failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `error`: the CNI code to report (11 when no server answered), else 999.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u32>,
 }
 
 /// Why a call did not get an answer.
@@ -176,9 +189,10 @@ fn exchange(mut stream: UnixStream, req: &Request) -> Result<Response> {
     if answer.is_empty() {
         anyhow::bail!("the daemon closed the connection without an answer");
     }
-    let resp: Response = serde_json::from_str(&answer).context("decode answer")?;
-    match resp.error {
-        Some(e) => Err(anyhow::anyhow!(e)),
-        None => Ok(resp),
+    let mut resp: Response = serde_json::from_str(&answer).context("decode answer")?;
+    match (resp.error.take(), resp.code) {
+        (Some(e), Some(code)) => Err(crate::error::CniError::new(code, e).into()),
+        (Some(e), None) => Err(anyhow::anyhow!(e)),
+        (None, _) => Ok(resp),
     }
 }

@@ -3,7 +3,8 @@
 //! so the calling thread switches in only for the `socket()` call). A packet socket is what
 //! lets the client send from 0.0.0.0 and receive unicast OFFERs/ACKs to an address the
 //! interface does not have yet, the way the reference's `nclient4` does. A classic BPF filter
-//! keeps only UDP to port 68, so the socket does not see the container's other traffic.
+//! keeps only UDP to port 68, so the socket does not see the container's other traffic. The
+//! same kind of socket, filtered to ICMPv6 Router Advertisements, carries [`super::ra`]'s probe.
 
 use super::packet;
 use crate::netns::Netns;
@@ -14,13 +15,16 @@ use std::time::Duration;
 
 const ETH_P_IP: u16 = 0x0800;
 
+const ETH_P_IPV6: u16 = 0x86dd;
+
 /// A packet socket on one interface.
 pub struct RawSock {
     fd: OwnedFd,
     ifindex: i32,
+    proto: u16,
 }
 
-/// `ldb [9]; jeq 17; ldh [6]; jset 0x1fff (fragment) -> drop; ldxb 4*([0]&0xf); ldh [x+2];
+/// DHCPv4 replies: `ldb [9]; jeq 17; ldh [6]; jset 0x1fff (fragment) -> drop; ldxb 4*([0]&0xf); ldh [x+2];
 /// jeq 68 -> accept; drop`.
 const FILTER: [libc::sock_filter; 9] = [
     bpf(0x30, 0, 0, 9),
@@ -34,13 +38,38 @@ const FILTER: [libc::sock_filter; 9] = [
     bpf(0x06, 0, 0, 0),
 ];
 
+/// Router Advertisements: `ldb [6]; jeq 58 (ICMPv6, no extension header); ldb [40];
+/// jeq 134 -> accept; drop`.
+const RA_FILTER: [libc::sock_filter; 6] = [
+    bpf(0x30, 0, 0, 6),
+    bpf(0x15, 0, 3, 58),
+    bpf(0x30, 0, 0, 40),
+    bpf(0x15, 0, 1, 134),
+    bpf(0x06, 0, 0, 0xffff),
+    bpf(0x06, 0, 0, 0),
+];
+
 const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
 impl RawSock {
-    /// Opens the socket inside `ns` and binds it to `ifindex` (an index in that netns).
+    /// Opens the DHCPv4 socket inside `ns` and binds it to `ifindex` (an index in that netns).
     pub fn open(ns: &Netns, ifindex: u32) -> Result<RawSock> {
+        Self::open_filtered(ns, ifindex, ETH_P_IP, &FILTER)
+    }
+
+    /// Opens an IPv6 socket that sees only Router Advertisements (see [`super::ra`]).
+    pub fn open_ra(ns: &Netns, ifindex: u32) -> Result<RawSock> {
+        Self::open_filtered(ns, ifindex, ETH_P_IPV6, &RA_FILTER)
+    }
+
+    fn open_filtered(
+        ns: &Netns,
+        ifindex: u32,
+        proto: u16,
+        filter: &'static [libc::sock_filter],
+    ) -> Result<RawSock> {
         let fd = ns
             .run(|| {
                 // SAFETY: plain socket(2); the result is checked before use.
@@ -48,7 +77,7 @@ impl RawSock {
                     libc::socket(
                         libc::AF_PACKET,
                         libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                        // Protocol 0: no packets until bind() names ETH_P_IP, after the filter
+                        // Protocol 0: no packets until bind() names the protocol, after the filter
                         // is attached; and bind() then has no hook to remove, which would cost
                         // an RCU grace period (synchronize_net) on the ADD's path.
                         0,
@@ -64,8 +93,9 @@ impl RawSock {
         let s = RawSock {
             fd,
             ifindex: ifindex as i32,
+            proto,
         };
-        s.attach_filter()?;
+        s.attach_filter(filter)?;
         let sa = s.addr([0; 6]);
         // SAFETY: `sa` is a valid sockaddr_ll of the size passed.
         let rc = unsafe {
@@ -81,10 +111,10 @@ impl RawSock {
         Ok(s)
     }
 
-    fn attach_filter(&self) -> Result<()> {
+    fn attach_filter(&self, filter: &'static [libc::sock_filter]) -> Result<()> {
         let prog = libc::sock_fprog {
-            len: FILTER.len() as u16,
-            filter: FILTER.as_ptr().cast_mut(),
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
         };
         // SAFETY: `prog` points at a static filter for the duration of the call.
         let rc = unsafe {
@@ -107,7 +137,7 @@ impl RawSock {
         addr[..6].copy_from_slice(&mac);
         libc::sockaddr_ll {
             sll_family: libc::AF_PACKET as u16,
-            sll_protocol: ETH_P_IP.to_be(),
+            sll_protocol: self.proto.to_be(),
             sll_ifindex: self.ifindex,
             sll_hatype: 0,
             sll_pkttype: 0,
@@ -118,7 +148,11 @@ impl RawSock {
 
     /// Sends a DHCP payload from `src` to `dst` (IPv4 + UDP framed here) via `mac`.
     pub fn send(&self, src: Ipv4Addr, dst: Ipv4Addr, mac: [u8; 6], payload: &[u8]) -> Result<()> {
-        let pkt = packet::frame(src, dst, payload);
+        self.send_packet(&packet::frame(src, dst, payload), mac)
+    }
+
+    /// Sends one network-layer packet (the link-layer header is the kernel's) to `mac`.
+    pub fn send_packet(&self, pkt: &[u8], mac: [u8; 6]) -> Result<()> {
         let sa = self.addr(mac);
         // SAFETY: buffer and address are valid for the sizes passed.
         let rc = unsafe {
@@ -132,7 +166,7 @@ impl RawSock {
             )
         };
         if rc < 0 {
-            return Err(std::io::Error::last_os_error()).context("send DHCP packet");
+            return Err(std::io::Error::last_os_error()).context("send packet");
         }
         Ok(())
     }
@@ -140,6 +174,14 @@ impl RawSock {
     /// Waits up to `wait` for one datagram to port 68; returns its UDP payload and the
     /// sender's link-layer address. `None` on timeout.
     pub fn recv(&self, wait: Duration) -> Result<Option<(Vec<u8>, [u8; 6])>> {
+        Ok(self
+            .recv_packet(wait)?
+            .and_then(|(buf, mac)| packet::unframe(&buf).map(|p| (p.to_vec(), mac))))
+    }
+
+    /// Waits up to `wait` for one packet the filter lets through: the network-layer packet
+    /// and the sender's link-layer address. `None` on timeout.
+    pub fn recv_packet(&self, wait: Duration) -> Result<Option<(Vec<u8>, [u8; 6])>> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -153,7 +195,7 @@ impl RawSock {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 return Ok(None);
             }
-            return Err(e).context("poll DHCP socket");
+            return Err(e).context("poll packet socket");
         }
         if n == 0 {
             return Ok(None);
@@ -179,6 +221,6 @@ impl RawSock {
         buf.truncate(got as usize);
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&sa.sll_addr[..6]);
-        Ok(packet::unframe(&buf).map(|p| (p.to_vec(), mac)))
+        Ok(Some((buf, mac)))
     }
 }

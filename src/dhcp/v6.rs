@@ -169,6 +169,18 @@ pub fn parse(bytes: &[u8], xid: u32, id: &Ident, now: Ms) -> Option<Answer> {
     })
 }
 
+/// No server answered an exchange within its limits.
+#[derive(Debug)]
+pub struct NoAnswer(pub String);
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
 /// The DHCPv6 client socket: UDP [::]:546 bound to the interface, made in the container netns.
 pub struct Sock6 {
     sock: UdpSocket,
@@ -263,10 +275,11 @@ impl Sock6 {
             }
             backoff = (backoff * 2).min(timing.resend_max.max(1000));
         }
-        bail!(
+        Err(NoAnswer(format!(
             "no DHCPv6 {want:?} within {} ms ({tries} tries): no more tries",
             timing.resend_timeout
-        )
+        ))
+        .into())
     }
 }
 

@@ -3,7 +3,8 @@
 //! (address and routes in the container, option 121 and option 33 + router), every spec
 //! version; DEL releasing (the server's lease file); renewal (udhcpd's log); a daemon restart
 //! mid-lease resuming and renewing the same address; DEL with the daemon stopped; STATUS 50;
-//! several containers on one daemon; a silent server timing out and leaving nothing.
+//! several containers on one daemon; a silent server timing out and leaving nothing; DHCPv6
+//! alongside DHCPv4 exactly when a Router Advertisement has the M flag (or `ipv6: true`).
 
 pub(crate) mod rig;
 
@@ -315,7 +316,8 @@ fn a_silent_server_times_out_clearly_and_leaves_nothing() {
     let ctr = lan.empty_container("dhcp-silent-ctr");
     let conf = lan.bridge_conf("1.0.0");
     let out = lan.call("bridge", "ADD", "cs", &ctr, &conf);
-    let e = out.expect_error(999);
+    // 11, "try again later": a server may come back, and a runtime retries.
+    let e = out.expect_error(11);
     let msg = format!("{e}");
     assert!(
         msg.contains("no DHCPOFFER") && msg.contains("no more tries"),
@@ -326,6 +328,13 @@ fn a_silent_server_times_out_clearly_and_leaves_nothing() {
     assert!(lan.lease_files().is_empty());
     let conf = lan.ipam_conf("1.1.0", json!({}));
     lan.call("dhcp", "STATUS", "", &ctr, &conf).ok();
+    // the same for DHCPv6 asked for by name
+    let ctr = lan.container("dhcp-silent6-ctr");
+    let v6 = lan.ipam_conf("1.1.0", json!({"ipv4": false, "ipv6": true}));
+    let out = lan.call("dhcp", "ADD", "cs6", &ctr, &v6);
+    let e = out.expect_error(11);
+    assert!(format!("{e}").contains("no DHCPv6 Advertise"), "{e}");
+    assert!(lan.lease_files().is_empty());
 }
 
 #[test]
@@ -428,11 +437,13 @@ fn dhcpv6_address_alongside_dhcpv4_on_a_dual_stack_link() {
     if !require_root() {
         return;
     }
+    // No `ipv6` key: the daemon solicits a Router Advertisement, and dnsmasq's (a stateful
+    // DHCPv6 range, so the M flag) makes it acquire a DHCPv6 lease too.
     let lan = Lan::new("dhcp-v6", 90, true);
-    let _srv = lan.dnsmasq(&["--dhcp-range=fd90::10,fd90::ff,64,2m"]);
+    let _srv = lan.dnsmasq(&["--enable-ra", "--dhcp-range=fd90::10,fd90::ff,64,2m"]);
     let _d = lan.daemon(&[]);
     let ctr = lan.container("dhcp-v6-ctr");
-    let conf = lan.ipam_conf("1.1.0", json!({"ipv6": true}));
+    let conf = lan.ipam_conf("1.1.0", json!({}));
     let r = lan.call("dhcp", "ADD", "c6", &ctr, &conf).result().clone();
     let ips: Vec<&str> = r["ips"]
         .as_array()
@@ -440,7 +451,13 @@ fn dhcpv6_address_alongside_dhcpv4_on_a_dual_stack_link() {
         .iter()
         .map(|i| i["address"].as_str().unwrap())
         .collect();
-    assert_eq!(ips.len(), 2, "{r}");
+    assert_eq!(
+        ips.len(),
+        2,
+        "{r}\n{}\n{}",
+        lan.log("daemon.log"),
+        lan.log("dnsmasq.log")
+    );
     assert!(
         ips[0].starts_with("10.90.0.") && ips[0].ends_with("/24"),
         "{r}"
@@ -461,6 +478,11 @@ fn dhcpv6_address_alongside_dhcpv4_on_a_dual_stack_link() {
             .contains(&format!("DHCPREPLY(br0) {v6}"))
     );
     assert_eq!(lan.lease_files().len(), 2, "one file per family");
+    assert!(
+        lan.log("daemon.log").contains("advertises DHCPv6 (M flag)"),
+        "{}",
+        lan.log("daemon.log")
+    );
     let mut with = conf.clone();
     with["prevResult"] = r.clone();
     lan.call("dhcp", "CHECK", "c6", &ctr, &with).ok();
@@ -506,4 +528,83 @@ fn dhcpv6_lease_renews_at_t1() {
         lan.log("daemon.log")
     );
     lan.call("dhcp", "DEL", "c6r", &ctr, &conf).ok();
+}
+
+/// The addresses of an ADD result.
+fn result_ips(r: &Value) -> Vec<String> {
+    r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn no_dhcpv6_when_the_router_advertises_addresses_without_the_m_flag() {
+    if !require_root() {
+        return;
+    }
+    // dnsmasq advertises fd92::/64 for SLAAC only (no M flag) and serves DHCPv4.
+    let lan = Lan::new("dhcp-ra", 92, true);
+    let _srv = lan.dnsmasq(&["--enable-ra", "--dhcp-range=fd92::,ra-only"]);
+    let _d = lan.daemon(&[]);
+    let conf = lan.ipam_conf("1.1.0", json!({}));
+    for cid in ["ra1", "ra2"] {
+        let ctr = lan.container(&format!("dhcp-{cid}-ctr"));
+        let r = lan.call("dhcp", "ADD", cid, &ctr, &conf).result().clone();
+        let ips = result_ips(&r);
+        assert!(
+            ips.len() == 1 && ips[0].starts_with("10.92.0."),
+            "{r}\n{}",
+            lan.log("daemon.log")
+        );
+        let mut with = conf.clone();
+        with["prevResult"] = r;
+        lan.call("dhcp", "CHECK", cid, &ctr, &with).ok();
+        lan.call("dhcp", "DEL", cid, &ctr, &with).ok();
+    }
+    let log = lan.log("daemon.log");
+    assert_eq!(
+        count(&log, "advertises no DHCPv6 (no M flag)"),
+        1,
+        "one probe, then the network's verdict is reused:\n{log}"
+    );
+    assert!(!lan.log("dnsmasq.log").contains("DHCPSOLICIT"));
+    assert!(lan.lease_files().is_empty());
+}
+
+#[test]
+fn no_dhcpv6_without_a_router_and_none_looked_for_with_ipv6_false() {
+    if !require_root() {
+        return;
+    }
+    let lan = Lan::new("dhcp-nora", 93, false);
+    let _srv = lan.dnsmasq(&[]);
+    let _d = lan.daemon(&[]);
+    let ctr = lan.container("dhcp-nora-ctr");
+    let conf = lan.ipam_conf("1.1.0", json!({}));
+    let r = lan
+        .call("dhcp", "ADD", "nora", &ctr, &conf)
+        .result()
+        .clone();
+    assert_eq!(result_ips(&r).len(), 1, "{r}");
+    assert!(
+        lan.log("daemon.log")
+            .contains("no router advertisement: IPv4 only"),
+        "{}",
+        lan.log("daemon.log")
+    );
+    lan.call("dhcp", "DEL", "nora", &ctr, &conf).ok();
+    // `ipv6: false` on another network: no probe at all.
+    let mut off = lan.ipam_conf("1.1.0", json!({"ipv6": false}));
+    off["name"] = json!("lan-v4");
+    let r = lan
+        .call("dhcp", "ADD", "nora2", &ctr, &off)
+        .result()
+        .clone();
+    assert_eq!(result_ips(&r).len(), 1, "{r}");
+    assert!(!lan.log("daemon.log").contains("\"lan-v4\""));
+    lan.call("dhcp", "DEL", "nora2", &ctr, &off).ok();
+    assert!(lan.lease_files().is_empty());
 }

@@ -20,7 +20,10 @@ pub struct Lan {
 }
 
 impl Lan {
-    /// A host netns with `br0` = 10.<net>.0.1/24 (and fd<net>::1/64 when `v6`).
+    /// A host netns with `br0` = 10.<net>.0.1/24 (and fd<net>::1/64 when `v6`, plus fe80::1 at
+    /// once: a bridge without ports has no carrier, hence no link-local address of its own yet,
+    /// and dnsmasq would then send its Router Advertisements from the global one, which hosts
+    /// must ignore).
     pub fn new(label: &str, net: u8, v6: bool) -> Lan {
         let host = TestNs::new(&format!("{label}-host"));
         let mut script = format!(
@@ -30,7 +33,8 @@ impl Lan {
         if v6 {
             script.push_str(&format!(
                 " && sysctl -qw net.ipv6.conf.br0.accept_dad=0 && \
-                 ip -6 addr add fd{net}::1/64 dev br0 nodad"
+                 ip -6 addr add fd{net}::1/64 dev br0 nodad && \
+                 ip -6 addr add fe80::1/64 dev br0 nodad"
             ));
         }
         host.sh(&script);
