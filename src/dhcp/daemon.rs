@@ -1,6 +1,6 @@
 //! `dhcp daemon [flags]`: the reference's flags (`-pidfile`, `-hostprefix`, `-socketpath`,
-//! `-broadcast`, `-timeout`, `-resendmax`, `-resendtimeout`) plus `-leasedir` and `-v6probe`
-//! (see [`super::ra`]; verdicts are kept per network for [`VERDICT_TTL`]); systemd socket
+//! `-broadcast`, `-timeout`, `-resendmax`, `-resendtimeout`) plus `-leasedir`, `-v6probe` and
+//! `-v6recheck` (see [`super::ra`] and [`Daemon::start`]); systemd socket
 //! activation (exactly one inherited listener); leases resumed from the lease directory at
 //! start; SIGINT/SIGTERM remove the socket and the pidfile and exit, leaving the lease files
 //! so the next start keeps renewing them. One short thread per connection (see the protocol
@@ -42,6 +42,9 @@ pub struct Flags {
     /// `-v6probe` (ours): how long an allocation with `auto` DHCPv6 listens for a Router
     /// Advertisement (ms; 0: never probe, no DHCPv6 unless asked for).
     pub v6probe: u64,
+    /// `-v6recheck` (ours): how long a network's verdict holds before a background probe
+    /// renews it (ms).
+    pub v6recheck: u64,
 }
 
 impl Default for Flags {
@@ -54,6 +57,7 @@ impl Default for Flags {
             timing: Timing::default(),
             leasedir: super::DEFAULT_LEASE_DIR.into(),
             v6probe: 2000,
+            v6recheck: VERDICT_TTL,
         }
     }
 }
@@ -94,6 +98,7 @@ pub fn parse_flags(args: &[OsString]) -> Result<Flags> {
             "resendmax" => f.timing.resend_max = go_duration(&value)?,
             "resendtimeout" => f.timing.resend_timeout = go_duration(&value)?,
             "v6probe" => f.v6probe = go_duration(&value)?,
+            "v6recheck" => f.v6recheck = go_duration(&value)?,
             _ => bail!("unknown flag -{name}"),
         }
     }
@@ -236,7 +241,8 @@ fn serve(listener: UnixListener, d: Arc<Daemon>) {
     }
 }
 
-/// How long a network's "is DHCPv6 offered" verdict is trusted before probing again.
+/// How long a network's "is DHCPv6 offered" verdict is trusted before probing again, unless
+/// `-v6recheck` says otherwise.
 pub const VERDICT_TTL: u64 = 10 * 60 * 1000;
 
 /// The daemon's state: one handle per client id.
@@ -244,8 +250,9 @@ pub struct Daemon {
     set: Settings,
     leases: Mutex<HashMap<String, Arc<LeaseHandle>>>,
     v6probe: u64,
-    /// Per network name: until when, and whether its routers said DHCPv6 (M flag).
-    verdicts: Mutex<HashMap<String, (u64, bool)>>,
+    v6recheck: u64,
+    /// Per network name: did its routers say DHCPv6 (M flag)?
+    verdicts: Arc<Mutex<HashMap<String, Verdict>>>,
 }
 
 impl Daemon {
@@ -262,7 +269,8 @@ impl Daemon {
             set,
             leases: Mutex::new(HashMap::new()),
             v6probe: flags.v6probe,
-            verdicts: Mutex::new(HashMap::new()),
+            v6recheck: flags.v6recheck,
+            verdicts: Arc::new(Mutex::new(HashMap::new())),
         };
         for rec in d.set.store.load_all() {
             let cid = rec.target.key();
@@ -368,54 +376,6 @@ impl Daemon {
         r.map(Some)
     }
 
-    /// Whether the target's network hands out addresses by DHCPv6: the cached verdict, else a
-    /// Router Solicitation on the target's interface ([`super::ra`]). A probe that cannot run
-    /// (interface gone, IPv6 off on it) says no and is not remembered.
-    fn dhcpv6_offered(&self, target: &Target) -> bool {
-        if self.v6probe == 0 {
-            return false;
-        }
-        let now = lease::now_ms();
-        if let Some((until, v)) = self.verdicts.lock().unwrap().get(&target.network)
-            && *until > now
-        {
-            return *v;
-        }
-        let verdict = match self.probe(target) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("dhcp daemon: {}: no DHCPv6: {e:#}", target.client_id());
-                return false;
-            }
-        };
-        eprintln!(
-            "dhcp daemon: network {:?}: {}",
-            target.network,
-            match verdict {
-                Some(a) if a.managed => "a router advertises DHCPv6 (M flag): IPv4 and IPv6",
-                Some(_) => "a router advertises no DHCPv6 (no M flag): IPv4 only",
-                None => "no router advertisement: IPv4 only",
-            }
-        );
-        let managed = verdict.is_some_and(|a| a.managed);
-        self.verdicts
-            .lock()
-            .unwrap()
-            .insert(target.network.clone(), (now + VERDICT_TTL, managed));
-        managed
-    }
-
-    fn probe(&self, target: &Target) -> Result<Option<super::ra::Advert>> {
-        let (ns, link) = lease::container_link(&self.set, target)?;
-        let key = format!("net.ipv6.conf.{}.disable_ipv6", target.ifname);
-        match crate::sysctl::read_in(&ns, &key) {
-            Ok(v) if v.trim() == "0" => {}
-            _ => bail!("IPv6 is off on {}", target.ifname),
-        }
-        let nl = crate::netlink::Handle::in_netns(&ns)?;
-        super::ra::probe(&ns, &nl, &link, Duration::from_millis(self.v6probe))
-    }
-
     fn release(&self, target: &Target) {
         let cid = target.key();
         let h = self.leases.lock().unwrap().remove(&cid);
@@ -434,6 +394,105 @@ impl Daemon {
             _ => None,
         }
     }
+
+    /// Whether the target's network hands out addresses by DHCPv6: the remembered verdict
+    /// (one past [`VERDICT_TTL`] still answers, while a probe in the background renews it),
+    /// else a Router Solicitation on the target's interface ([`super::ra`]). A probe that
+    /// cannot run (interface gone, IPv6 off on it) says no and is not remembered.
+    fn dhcpv6_offered(&self, target: &Target) -> bool {
+        if self.v6probe == 0 {
+            return false;
+        }
+        let now = lease::now_ms();
+        let stale = {
+            let mut v = self.verdicts.lock().unwrap();
+            match v.get_mut(&target.network) {
+                Some(known) if known.until > now || known.refreshing => return known.managed,
+                Some(known) => {
+                    known.refreshing = true;
+                    Some(known.managed)
+                }
+                None => None,
+            }
+        };
+        let (set, verdicts) = (self.set.clone(), self.verdicts.clone());
+        let (wait, ttl) = (self.v6probe, self.v6recheck);
+        match stale {
+            Some(managed) => {
+                let t = target.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("dhcp-ra-probe".into())
+                    .stack_size(lease::STACK)
+                    .spawn(move || probe_and_remember(&set, &verdicts, wait, ttl, &t));
+                if spawned.is_err() {
+                    self.verdicts.lock().unwrap().remove(&target.network);
+                }
+                managed
+            }
+            None => probe_and_remember(&set, &verdicts, wait, ttl, target),
+        }
+    }
+}
+
+/// What a network's routers said, and until when that is trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    until: u64,
+    managed: bool,
+    /// A background probe is renewing it.
+    refreshing: bool,
+}
+
+/// Probes `target`'s link for `wait` ms and remembers the network's verdict for `ttl` ms.
+fn probe_and_remember(
+    set: &Settings,
+    verdicts: &Mutex<HashMap<String, Verdict>>,
+    wait: u64,
+    ttl: u64,
+    target: &Target,
+) -> bool {
+    let verdict = match probe(set, target, wait) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("dhcp daemon: {}: no DHCPv6: {e:#}", target.client_id());
+            let mut v = verdicts.lock().unwrap();
+            if let Some(known) = v.get_mut(&target.network) {
+                known.refreshing = false;
+            }
+            return false;
+        }
+    };
+    eprintln!(
+        "dhcp daemon: network {:?}: {}",
+        target.network,
+        match verdict {
+            Some(a) if a.managed => "a router advertises DHCPv6 (M flag): IPv4 and IPv6",
+            Some(_) => "a router advertises no DHCPv6 (no M flag): IPv4 only",
+            None => "no router advertisement: IPv4 only",
+        }
+    );
+    let managed = verdict.is_some_and(|a| a.managed);
+    let known = Verdict {
+        until: lease::now_ms() + ttl,
+        managed,
+        refreshing: false,
+    };
+    verdicts
+        .lock()
+        .unwrap()
+        .insert(target.network.clone(), known);
+    managed
+}
+
+fn probe(set: &Settings, target: &Target, wait: u64) -> Result<Option<super::ra::Advert>> {
+    let (ns, link) = lease::container_link(set, target)?;
+    let key = format!("net.ipv6.conf.{}.disable_ipv6", target.ifname);
+    match crate::sysctl::read_in(&ns, &key) {
+        Ok(v) if v.trim() == "0" => {}
+        _ => bail!("IPv6 is off on {}", target.ifname),
+    }
+    let nl = crate::netlink::Handle::in_netns(&ns)?;
+    super::ra::probe(&ns, &nl, &link, Duration::from_millis(wait))
 }
 
 #[cfg(test)]
@@ -458,8 +517,12 @@ mod tests {
             "-pidfile=/run/p",
             "-hostprefix",
             "/host",
+            "-v6probe",
+            "500ms",
+            "-v6recheck=1m",
         ]))
         .unwrap();
+        assert_eq!((f.v6probe, f.v6recheck), (500, 60_000));
         assert_eq!(f.socketpath, PathBuf::from("/tmp/x.sock"));
         assert!(f.broadcast);
         assert_eq!(f.timing.timeout, 2000);

@@ -581,21 +581,27 @@ fn no_dhcpv6_without_a_router_and_none_looked_for_with_ipv6_false() {
     }
     let lan = Lan::new("dhcp-nora", 93, false);
     let _srv = lan.dnsmasq(&[]);
-    let _d = lan.daemon(&[]);
+    let _d = lan.daemon(&["-v6probe", "4s", "-v6recheck", "1s"]);
     let ctr = lan.container("dhcp-nora-ctr");
     let conf = lan.ipam_conf("1.1.0", json!({}));
+    let probes = || count(&lan.log("daemon.log"), "no router advertisement: IPv4 only");
     let r = lan
         .call("dhcp", "ADD", "nora", &ctr, &conf)
         .result()
         .clone();
     assert_eq!(result_ips(&r).len(), 1, "{r}");
-    assert!(
-        lan.log("daemon.log")
-            .contains("no router advertisement: IPv4 only"),
-        "{}",
-        lan.log("daemon.log")
-    );
+    assert_eq!(probes(), 1, "{}", lan.log("daemon.log"));
     lan.call("dhcp", "DEL", "nora", &ctr, &conf).ok();
+    // Past -v6recheck the old verdict answers at once while a probe (4 s) renews it behind.
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = lan
+        .call("dhcp", "ADD", "nora3", &ctr, &conf)
+        .result()
+        .clone();
+    assert_eq!(result_ips(&r).len(), 1, "{r}");
+    assert_eq!(probes(), 1, "the ADD must not wait for the renewing probe");
+    assert!(wait_for(Duration::from_secs(15), || probes() == 2));
+    lan.call("dhcp", "DEL", "nora3", &ctr, &conf).ok();
     // `ipv6: false` on another network: no probe at all.
     let mut off = lan.ipam_conf("1.1.0", json!({"ipv6": false}));
     off["name"] = json!("lan-v4");
