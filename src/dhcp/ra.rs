@@ -36,26 +36,40 @@ pub struct Advert {
 const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
 const ALL_ROUTERS_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 2];
 
-/// Solicits on `link` (in `ns`, seen through `nl`) and waits up to `wait` for an
-/// advertisement.
+/// Solicits on `link` (in `ns`, seen through `nl`) and waits for an advertisement: `wait`
+/// in all, but at least [`ANSWER_WAIT`] after the solicitation from the link-local address,
+/// and while that address is still in DAD, up to [`DAD_WAIT`] more.
 pub fn probe(ns: &Netns, nl: &Handle, link: &Link, wait: Duration) -> Result<Option<Advert>> {
     let sock = RawSock::open_ra(ns, link.index)?;
     let start = Instant::now();
     sock.send_packet(&solicitation(None), ALL_ROUTERS_MAC)?;
+    let mut deadline = start + wait;
     let mut from_link_local = false;
-    while let Some(left) = wait.checked_sub(start.elapsed()) {
-        if !from_link_local
-            && let Some(ll) = usable_link_local(nl, link.index)
-            && let Some(mac) = link.mac
-        {
-            from_link_local = true;
-            // A lost send only costs the answer it would have brought.
-            let _ = sock.send_packet(&solicitation(Some((ll, mac))), ALL_ROUTERS_MAC);
+    loop {
+        let now = Instant::now();
+        if !from_link_local {
+            match link_local(nl, link.index) {
+                LinkLocal::Usable(ll) => {
+                    from_link_local = true;
+                    if let Some(mac) = link.mac {
+                        // A lost send only costs the answer it would have brought.
+                        let _ = sock.send_packet(&solicitation(Some((ll, mac))), ALL_ROUTERS_MAC);
+                    }
+                    deadline = deadline.max(now + ANSWER_WAIT);
+                }
+                LinkLocal::Tentative if now >= deadline && now < start + wait + DAD_WAIT => {
+                    deadline = now + POLL;
+                }
+                _ => {}
+            }
+        }
+        if now >= deadline {
+            return Ok(None);
         }
         let slice = if from_link_local {
-            left
+            deadline - now
         } else {
-            left.min(Duration::from_millis(100))
+            (deadline - now).min(POLL)
         };
         if let Some((pkt, _)) = sock.recv_packet(slice.max(Duration::from_millis(1)))?
             && let Some(a) = parse_advert(&pkt)
@@ -63,21 +77,41 @@ pub fn probe(ns: &Netns, nl: &Handle, link: &Link, wait: Duration) -> Result<Opt
             return Ok(Some(a));
         }
     }
-    Ok(None)
 }
 
-/// The interface's link-local address once DAD is done with it.
-fn usable_link_local(nl: &Handle, index: u32) -> Option<Ipv6Addr> {
-    let addrs = nl.addresses(Some(index), Some(Family::V6)).ok()?;
-    addrs.iter().find_map(|a| match a.addr.addr() {
-        std::net::IpAddr::V6(ip)
-            if ip.is_unicast_link_local()
-                && a.flags & (flags::TENTATIVE | flags::DADFAILED) == 0 =>
+/// How long a router may take to answer a solicitation: RFC 4861's MAX_RA_DELAY_TIME (0.5 s),
+/// doubled.
+pub const ANSWER_WAIT: Duration = Duration::from_millis(1000);
+/// The longest DAD of a fresh link-local address takes with the kernel's defaults: a random
+/// delay up to `rtr_solicit_delay` (1 s), then one `RetransTimer` (1 s).
+pub const DAD_WAIT: Duration = Duration::from_millis(2500);
+/// How often the link-local address is looked at while it is tentative.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The interface's link-local address and whether DAD is done with it.
+enum LinkLocal {
+    Usable(Ipv6Addr),
+    Tentative,
+    None,
+}
+
+fn link_local(nl: &Handle, index: u32) -> LinkLocal {
+    let Ok(addrs) = nl.addresses(Some(index), Some(Family::V6)) else {
+        return LinkLocal::None;
+    };
+    let mut found = LinkLocal::None;
+    for a in addrs {
+        if let std::net::IpAddr::V6(ip) = a.addr.addr()
+            && ip.is_unicast_link_local()
+            && a.flags & flags::DADFAILED == 0
         {
-            Some(ip)
+            if a.flags & flags::TENTATIVE == 0 {
+                return LinkLocal::Usable(ip);
+            }
+            found = LinkLocal::Tentative;
         }
-        _ => None,
-    })
+    }
+    found
 }
 
 /// An IPv6 packet holding a Router Solicitation to `ff02::2`: from `::` with no options, or

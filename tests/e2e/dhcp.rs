@@ -614,3 +614,27 @@ fn no_dhcpv6_without_a_router_and_none_looked_for_with_ipv6_false() {
     lan.call("dhcp", "DEL", "nora2", &ctr, &off).ok();
     assert!(lan.lease_files().is_empty());
 }
+
+#[test]
+fn dhcpv6_found_and_leased_with_dad_on_the_container_link() {
+    if !require_root() {
+        return;
+    }
+    // As on a real host: the container's link-local address stays tentative for up to 2 s,
+    // and dnsmasq answers solicitations by unicast, so the probe must wait for DAD.
+    let lan = Lan::new("dhcp-dad", 94, true);
+    let _srv = lan.dnsmasq(&["--enable-ra", "--dhcp-range=fd94::10,fd94::ff,64,2m"]);
+    let _d = lan.daemon(&[]);
+    let ctr = lan.container("dhcp-dad-ctr");
+    ctr.sh("sysctl -qw net.ipv6.conf.eth0.accept_dad=1");
+    let conf = lan.ipam_conf("1.1.0", json!({}));
+    let r = lan.call("dhcp", "ADD", "dad", &ctr, &conf).result().clone();
+    let ips = result_ips(&r);
+    assert!(
+        ips.len() == 2 && ips[1].starts_with("fd94::"),
+        "{r}\n{}",
+        lan.log("daemon.log")
+    );
+    lan.call("dhcp", "DEL", "dad", &ctr, &conf).ok();
+    assert!(lan.lease_files().is_empty());
+}
