@@ -379,12 +379,12 @@ impl Daemon {
     fn release(&self, target: &Target) {
         let cid = target.key();
         let h = self.leases.lock().unwrap().remove(&cid);
-        match h {
-            Some(h) => h.stop(),
-            None => {
-                let _ = self.set.store.remove(&cid);
-            }
+        if let Some(h) = h {
+            h.stop();
         }
+        // Also when the worker had ended (its lease expired and no server answered since):
+        // then nobody else removes the file.
+        let _ = self.set.store.remove(&cid);
     }
 
     fn lookup(&self, target: &Target) -> Option<Granted> {
@@ -549,5 +549,39 @@ mod tests {
         assert_eq!(go_duration("1.5s").unwrap(), 1500);
         assert!(go_duration("").is_err());
         assert!(go_duration("s").is_err());
+    }
+
+    #[test]
+    fn release_removes_the_file_of_a_lease_whose_worker_has_ended() {
+        let dir = std::env::temp_dir().join(format!("dhcp-release-{}", std::process::id()));
+        let flags = Flags {
+            leasedir: dir.clone(),
+            ..Flags::default()
+        };
+        let d = Daemon::start(&flags).unwrap();
+        let target = Target {
+            container_id: "c".into(),
+            network: "lan".into(),
+            ifname: "eth0".into(),
+            netns: "/nonexistent".into(),
+            request: vec![],
+            provide: vec![],
+            v6: false,
+            auto: false,
+        };
+        let rec = super::super::store::Record {
+            target: target.clone(),
+            lease: None,
+            lease6: None,
+        };
+        d.set.store.save(&rec).unwrap();
+        // an ended worker: its stop channel has no receiver
+        let (h, rx) = LeaseHandle::new(Status::Failed(Failure::hard("gone".into())));
+        drop(rx);
+        d.leases.lock().unwrap().insert(target.key(), h);
+        assert_eq!(d.set.store.load_all().len(), 1);
+        assert_eq!(d.answer(Request::Release { target }), Response::default());
+        assert!(d.set.store.load_all().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
